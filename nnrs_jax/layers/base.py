@@ -1,0 +1,40 @@
+"""The `Layer` type: a NamedTuple of pure functions, stax-style, with a hand-written backward."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Params = Any  # a pytree of arrays
+PRNGKey = jax.Array
+
+
+def no_penalty(params: Params) -> tuple[jax.Array | float, Params]:
+    """Zero penalty and an all-zero gradient with the structure of `params`.
+
+    The value is a Python ``0.0`` (weakly typed) so that it adds to float32 and float64 alike.
+    """
+    return 0.0, jax.tree.map(jnp.zeros_like, params)
+
+
+class Layer(NamedTuple):
+    """A layer: four pure functions, composable with `serial`.
+
+    Attributes:
+        init: ``init(key) -> params``; parameter-free layers return ``()``.
+        apply: ``apply(params, x) -> y`` on a batch ``x`` of shape ``(batch, ...)``.
+        backward: ``backward(params, x, grad_y) -> (grad_params, grad_x)``, the vector-Jacobian
+            product of ``apply`` at ``x``; ``grad_params`` has exactly the tree of ``params``.
+        penalty: ``penalty(params) -> (value, grad_params)``, the layer's regularization term and
+            its gradient (zero for layers without a regularizer).
+        name: used in error messages, e.g. ``"dense(784, 64)"``.
+    """
+
+    init: Callable[[PRNGKey], Params]
+    apply: Callable[[Params, jax.Array], jax.Array]
+    backward: Callable[[Params, jax.Array, jax.Array], tuple[Params, jax.Array]]
+    penalty: Callable[[Params], tuple[jax.Array | float, Params]] = no_penalty
+    name: str = "layer"

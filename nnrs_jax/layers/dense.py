@@ -1,0 +1,95 @@
+"""The fully connected layer ``y = x @ w + b``."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from nnrs_jax import initializers
+from nnrs_jax.layers._checks import check_input
+from nnrs_jax.layers.base import Layer, no_penalty
+from nnrs_jax.regularizers import Regularizer
+
+__all__ = ["DenseParams", "dense"]
+
+
+class DenseParams(NamedTuple):
+    """Parameters of `dense`: ``w`` ``(in_dim, out_dim)`` and ``b`` ``(out_dim,)``."""
+
+    w: jax.Array
+    b: jax.Array
+
+
+def dense(
+    in_dim: int,
+    out_dim: int,
+    *,
+    init: str | initializers.Initializer = "he",
+    regularizer: Regularizer | None = None,
+    dtype: jnp.dtype = jnp.float32,
+) -> Layer:
+    """Fully connected layer.
+
+    Forward: ``y = x·W + b`` with ``x`` ``(batch, in_dim)``, ``W`` ``(in_dim, out_dim)``,
+    ``b`` ``(out_dim,)``, ``y`` ``(batch, out_dim)`` (the seed's row-major layout).
+
+    Backward, given ``dy = ∂L/∂y`` ``(batch, out_dim)``::
+
+        dW = xᵀ·dy      (in_dim, out_dim)
+        db = Σ_batch dy  (out_dim,)
+        dx = dy·Wᵀ      (batch, in_dim)
+
+    Args:
+        in_dim, out_dim: positive sizes.
+        init: ``"he"`` (default), ``"lecun"``, ``"glorot"`` or a function of
+            `nnrs_jax.initializers`; biases start at zero.
+        regularizer: an `l1`, `l2` or `elastic_net` penalty on ``W`` (never on ``b``).
+        dtype: dtype of the parameters, float32 by default.
+
+    Example:
+        >>> import jax, nnrs_jax as nj
+        >>> layer = nj.dense(784, 64)
+        >>> params = layer.init(jax.random.key(0))
+        >>> params.w.shape, params.b.shape
+        ((784, 64), (64,))
+    """
+    for arg, value in (("in_dim", in_dim), ("out_dim", out_dim)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"dense: {arg} must be a positive int, got {value!r}")
+    if regularizer is not None and not isinstance(regularizer, Regularizer):
+        raise TypeError(
+            f"dense: regularizer must be nj.l1/l2/elastic_net(...) or None, got {regularizer!r}"
+        )
+    init_fn = initializers.resolve(init)
+    name = f"dense({in_dim}, {out_dim})"
+
+    def init_params(key: jax.Array) -> DenseParams:
+        w = init_fn(key, (in_dim, out_dim), dtype)
+        return DenseParams(w=w, b=jnp.zeros((out_dim,), dtype))
+
+    def apply(params: DenseParams, x: jax.Array) -> jax.Array:
+        check_input(name, x, features=in_dim)
+        return x @ params.w + params.b[None, :]
+
+    def backward(
+        params: DenseParams, x: jax.Array, grad_y: jax.Array
+    ) -> tuple[DenseParams, jax.Array]:
+        check_input(name, x, features=in_dim)
+        check_input(name, grad_y, features=out_dim, arg="grad_y")
+        grad_w = x.T @ grad_y
+        grad_b = jnp.sum(grad_y, axis=0)
+        grad_x = grad_y @ params.w.T
+        return DenseParams(grad_w, grad_b), grad_x
+
+    if regularizer is None:
+        penalty = no_penalty
+    else:
+
+        def penalty(params: DenseParams) -> tuple[jax.Array, DenseParams]:
+            return regularizer.value(params.w), DenseParams(
+                regularizer.grad(params.w), jnp.zeros_like(params.b)
+            )
+
+    return Layer(init_params, apply, backward, penalty, name)

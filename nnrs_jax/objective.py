@@ -1,0 +1,68 @@
+"""The training objective: data loss plus the layers' penalties, and its hand-written gradient."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from nnrs_jax.layers.base import Layer, Params
+from nnrs_jax.losses import Loss
+
+__all__ = ["check_grads", "loss_and_grad", "penalty"]
+
+
+def penalty(model: Layer, params: Params) -> jax.Array | float:
+    """Sum of every layer's regularization penalty, e.g. ``Σ_layers l1·Σ|W| + l2·ΣW²``."""
+    return model.penalty(params)[0]
+
+
+def value_grad_outputs(
+    model: Layer, loss: Loss, params: Params, x: jax.Array, targets: jax.Array
+) -> tuple[jax.Array, Params, jax.Array]:
+    """`loss_and_grad` that also returns the model outputs (for metrics, at no extra cost)."""
+    outputs = model.apply(params, x)
+    grad_outputs = loss.backward(outputs, targets)
+    grads, _ = model.backward(params, x, grad_outputs)
+    pen, pen_grads = model.penalty(params)
+    total = loss.value(outputs, targets) + pen
+    return total, jax.tree.map(jnp.add, grads, pen_grads), outputs
+
+
+def loss_and_grad(
+    model: Layer, loss: Loss, params: Params, x: jax.Array, targets: jax.Array
+) -> tuple[jax.Array, Params]:
+    """Objective ``loss(model(x), targets) + penalty(params)`` and its gradient.
+
+    The gradient comes only from the hand-written passes: ``loss.backward`` gives ``∂L/∂y``,
+    ``model.backward`` carries it back through the layers, and each layer's penalty adds
+    ``l1·sign(W) + 2·l2·W`` to its weights. No ``jax.grad`` is involved.
+
+    Returns:
+        ``(total, grads)`` with ``grads`` of the same tree as ``params``.
+    """
+    total, grads, _ = value_grad_outputs(model, loss, params, x, targets)
+    return total, grads
+
+
+def check_grads(
+    model: Layer, loss: Loss, params: Params, x: jax.Array, targets: jax.Array
+) -> float:
+    """Max relative difference between `loss_and_grad` and ``jax.grad`` of the same objective.
+
+    For each leaf, ``max|g_manual − g_autodiff| / max(max|g_autodiff|, tiny)`` (a norm-wise
+    relative error that stays meaningful where entries are zero); the result is the largest over
+    all leaves and the loss value itself. Expect ~1e-15 in float64 and ~1e-7 in float32.
+    """
+
+    def objective(p: Params) -> jax.Array:
+        return loss.value(model.apply(p, x), targets) + penalty(model, p)
+
+    ref_value, ref_grads = jax.value_and_grad(objective)(params)
+    value, grads = loss_and_grad(model, loss, params, x, targets)
+
+    def rel(a: jax.Array, b: jax.Array) -> float:
+        tiny = jnp.finfo(b.dtype).tiny
+        return float(jnp.max(jnp.abs(a - b)) / jnp.maximum(jnp.max(jnp.abs(b)), tiny))
+
+    diffs = [rel(a, b) for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads))]
+    return max([rel(jnp.asarray(value), jnp.asarray(ref_value)), *diffs])
