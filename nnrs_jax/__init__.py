@@ -4,7 +4,8 @@ Layers are ``(init, apply, backward)`` NamedTuples, parameters and optimizer sta
 and training is one jit-compiled step. See the README for a tour.
 """
 
-from nnrs_jax import initializers
+from nnrs_jax import datasets, initializers, schedules
+from nnrs_jax.checkpoint import Checkpoint, load, load_csv, save, save_csv
 from nnrs_jax.layers import (
     DenseParams,
     Layer,
@@ -20,30 +21,69 @@ from nnrs_jax.layers import (
 )
 from nnrs_jax.losses import Loss, cross_entropy, mse, softmax_mse
 from nnrs_jax.objective import check_grads, loss_and_grad, penalty
+from nnrs_jax.optim import (
+    AdamState,
+    MomentumState,
+    Optimizer,
+    RmspropState,
+    SgdState,
+    adam,
+    adamax,
+    apply_updates,
+    momentum,
+    nadam,
+    nesterov,
+    rmsprop,
+    sgd,
+)
 from nnrs_jax.regularizers import Regularizer, elastic_net, l1, l2
+from nnrs_jax.train import FitResult, fit, make_train_step
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdamState",
+    "Checkpoint",
     "DenseParams",
+    "FitResult",
     "Layer",
     "Loss",
+    "MomentumState",
+    "Optimizer",
     "Regularizer",
+    "RmspropState",
+    "SgdState",
+    "adam",
+    "adamax",
+    "apply_updates",
     "check_grads",
     "cross_entropy",
+    "datasets",
     "dense",
     "elastic_net",
     "elu",
+    "fit",
     "initializers",
     "l1",
     "l2",
     "leaky_relu",
+    "load",
+    "load_csv",
     "loss_and_grad",
+    "make_train_step",
+    "momentum",
     "mse",
+    "nadam",
+    "nesterov",
     "penalty",
     "relu",
+    "rmsprop",
+    "save",
+    "save_csv",
+    "schedules",
     "selu",
     "serial",
+    "sgd",
     "sigmoid",
     "softmax",
     "softmax_mse",

@@ -19,7 +19,7 @@ __all__ = ["Loss", "cross_entropy", "mse", "softmax_mse"]
 
 
 class Loss(NamedTuple):
-    """A loss: ``value(outputs, targets) -> scalar``, ``backward(outputs, targets) -> ∂/∂outputs``."""
+    """A loss: ``value(outputs, targets) -> scalar`` and ``backward(...) -> ∂value/∂outputs``."""
 
     value: Callable[[jax.Array, jax.Array], jax.Array]
     backward: Callable[[jax.Array, jax.Array], jax.Array]

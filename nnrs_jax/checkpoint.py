@@ -1,0 +1,491 @@
+"""Saving and restoring parameters, optimizer state, step, PRNG key and metadata.
+
+Two formats:
+
+* `save` / `load`: one ``.npz`` file holding every array of the parameter and optimizer-state
+  pytrees, keyed by its pytree path (``params[0].w``, ``opt_state.velocity[2].b``), plus the
+  step, the PRNG key and a JSON metadata string. `load` restores into a template, so
+  NamedTuples and dtypes come back exactly.
+* `save_csv` / `load_csv`: the text format of nn-rs, one ``w{i}.csv`` and one ``b{i}.csv`` per
+  dense layer, for exchanging weights with the Rust library.
+
+Every file is written atomically: to a temporary file in the same folder, flushed and synced,
+then renamed over the target, so a crash or an error leaves either the old file or the new one,
+never a partial file; on an error the temporary file is removed too.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import os
+import secrets
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nnrs_jax.layers.dense import DenseParams
+
+__all__ = ["Checkpoint", "load", "load_csv", "save", "save_csv"]
+
+PyTree = Any
+StrPath = str | os.PathLike
+
+# Entries of the .npz besides the trees; tree entries always start with "params" or "opt_state".
+_STEP, _KEY_DATA, _KEY_IMPL, _META, _DTYPES = "step", "key_data", "key_impl", "meta", "dtypes"
+
+
+class Checkpoint(NamedTuple):
+    """What `load` returns.
+
+    Attributes:
+        params: the parameters, in the tree type of the template.
+        opt_state: the optimizer state in the tree type of its template, or ``None`` when no
+            optimizer-state template was given.
+        step: the saved step as an ``int``, or ``None``.
+        key: the saved PRNG key as a typed key array (``jax.random.key``), or ``None``.
+        meta: the saved metadata ``dict``, or ``None``.
+    """
+
+    params: PyTree
+    opt_state: PyTree | None
+    step: int | None
+    key: jax.Array | None
+    meta: dict[str, Any] | None
+
+
+def save(
+    path: StrPath,
+    params: PyTree,
+    opt_state: PyTree | None = None,
+    step: int | None = None,
+    key: jax.Array | None = None,
+    meta: dict[str, Any] | None = None,
+) -> None:
+    """Write a checkpoint to one ``.npz`` file, atomically.
+
+    Each array leaf is stored under ``"params" + keystr(path)`` or ``"opt_state" + keystr(path)``
+    (`jax.tree_util.keystr`), e.g. ``params[0].w`` for the weight of the first layer of a
+    `serial` model. The file is written at exactly ``path``: no ``.npz`` suffix is appended
+    (unlike `numpy.savez` given a file name). Missing parent folders are created.
+
+    All arguments are checked before the file system is touched. The data go to a temporary file
+    in the folder of ``path``, which is flushed, synced and renamed over ``path`` with
+    `os.replace`; on any error the temporary file is removed and an existing ``path`` is left
+    untouched.
+
+    Args:
+        path: destination file.
+        params: pytree of arrays (`jax.Array` or `numpy.ndarray`).
+        opt_state: optional pytree of arrays, e.g. an ``AdamState``.
+        step: optional non-negative ``int`` (e.g. the number of updates done).
+        key: optional PRNG key: a typed key from `jax.random.key` (its data and the name of its
+            implementation are stored), or a legacy ``uint32`` key from `jax.random.PRNGKey`,
+            which `load` returns as the equivalent typed key.
+        meta: optional JSON-serialisable ``dict``, e.g. a description of the architecture.
+
+    Raises:
+        TypeError: a leaf that is not a numeric array, a ``step`` that is not an int, a ``key``
+            that is not a PRNG key, a ``meta`` that is not a JSON-serialisable dict.
+        ValueError: a negative ``step``, a ``meta`` with a circular reference, ``path`` a folder.
+
+    Example:
+        >>> import os, tempfile, jax, nnrs_jax as nj
+        >>> model = nj.serial(nj.dense(4, 3), nj.elu(), nj.dense(3, 2))
+        >>> params = model.init(jax.random.key(0))
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
+        >>> nj.save(path, params, step=10, meta={"hidden": 3})
+        >>> ckpt = nj.load(path, like=params)
+        >>> ckpt.step, ckpt.meta, ckpt.params[2].w.shape
+        (10, {'hidden': 3}, (3, 2))
+    """
+    arrays, dtype_names = _tree_arrays("params", params)
+    if opt_state is not None:
+        state_arrays, state_dtype_names = _tree_arrays("opt_state", opt_state)
+        arrays.update(state_arrays)
+        dtype_names.update(state_dtype_names)
+    if dtype_names:
+        arrays[_DTYPES] = np.array(json.dumps(dtype_names))
+    if step is not None:
+        arrays[_STEP] = np.array(_check_step(step), dtype=np.int64)
+    if key is not None:
+        arrays[_KEY_DATA], arrays[_KEY_IMPL] = _key_arrays(key)
+    if meta is not None:
+        arrays[_META] = np.array(_meta_json(meta))
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"save: path {str(path)!r} is a folder, expected a file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, lambda f: np.savez(f, **arrays))
+
+
+def load(path: StrPath, like: PyTree) -> Checkpoint:
+    """Read a checkpoint written by `save` into the tree types of a template.
+
+    ``like`` is either the parameter template alone, or a pair ``(params_template,
+    opt_state_template)`` where the second element may be ``None``. Templates give the tree
+    structure (NamedTuples included) and each leaf's shape and dtype; their leaves may be arrays
+    or `jax.ShapeDtypeStruct` (e.g. from ``jax.eval_shape(model.init, key)``).
+
+    .. note::
+        A plain 2-tuple is ambiguous: it may be a pair or the parameters of a two-layer model.
+        It is read as a pair when its second element is ``None`` or its first element matches
+        the checkpoint's parameter entries, and as the parameter template otherwise.
+
+    The stored optimizer state is returned only when a template for it is given. Arrays come
+    back as `jax.Array` with the stored dtype, bit for bit.
+
+    Args:
+        path: a file written by `save`.
+        like: ``params_template`` or ``(params_template, opt_state_template | None)``.
+
+    Returns:
+        ``Checkpoint(params, opt_state, step, key, meta)``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a checkpoint, or it does not match the template: a missing
+            or extra leaf, a different shape or dtype (every mismatch is listed with its path,
+            e.g. ``params[0].w: checkpoint has shape (784, 64), template has (784, 32)``).
+        TypeError: a template leaf without ``shape`` and ``dtype``.
+
+    Example:
+        >>> import os, tempfile, jax, jax.numpy as jnp, nnrs_jax as nj
+        >>> params = nj.dense(2, 1).init(jax.random.key(0))
+        >>> path = os.path.join(tempfile.mkdtemp(), "dense.npz")
+        >>> nj.save(path, params)
+        >>> restored = nj.load(path, like=params).params
+        >>> type(restored).__name__, bool(jnp.array_equal(restored.w, params.w))
+        ('DenseParams', True)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"load: no checkpoint file at {str(path)!r}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError("it holds a single .npy array, not an .npz archive")
+            stored = {name: data[name] for name in data.files}
+    except (ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"load: {str(path)!r} is not a checkpoint written by save: {error}"
+        ) from error
+
+    dtype_names = json.loads(str(stored[_DTYPES])) if _DTYPES in stored else {}
+    for name, dtype_name in dtype_names.items():
+        stored[name] = stored[name].view(jnp.dtype(dtype_name))
+
+    params_like, state_like = _split_like(like, stored)
+    problems: list[str] = []
+    params = _restore("params", params_like, stored, problems)
+    opt_state = None
+    if state_like is not None:
+        has_state = any(_in_tree("opt_state", name) for name in stored)
+        if not has_state and jax.tree_util.tree_leaves(state_like):
+            raise ValueError(
+                f"load: {str(path)!r} holds no optimizer state, but `like` gives an "
+                "opt_state template; pass the parameter template alone"
+            )
+        opt_state = _restore("opt_state", state_like, stored, problems)
+    if problems:
+        raise ValueError(f"load: {str(path)!r} does not match `like`:\n  " + "\n  ".join(problems))
+
+    step = int(stored[_STEP]) if _STEP in stored else None
+    key = None
+    if _KEY_DATA in stored:
+        key = jax.random.wrap_key_data(jnp.asarray(stored[_KEY_DATA]), impl=str(stored[_KEY_IMPL]))
+    meta = json.loads(str(stored[_META])) if _META in stored else None
+    return Checkpoint(params, opt_state, step, key, meta)
+
+
+def save_csv(folder: StrPath, params: PyTree) -> None:
+    """Write the dense layers of ``params`` in the text format of nn-rs.
+
+    The ``i``-th `DenseParams` of ``params`` (0-based, in tree order, other layers skipped)
+    with ``w`` of shape ``(in_dim, out_dim)`` and ``b`` of shape ``(out_dim,)`` becomes:
+
+    * ``w{i}.csv``: the header ``w{i}_0,w{i}_1,...,w{i}_{out_dim-1}`` (one column per output
+      unit), then ``in_dim`` rows of ``out_dim`` comma-separated values;
+    * ``b{i}.csv``: the header ``b{i}``, then ``out_dim`` rows of one value.
+
+    Values are written with ``%.9g`` (``%.17g`` for float64), enough digits to read back every
+    float32 (float64) bit for bit. The folder is created if needed, each file is written
+    atomically, and files of other layers already in the folder are left alone.
+
+    Args:
+        folder: destination folder.
+        params: pytree holding at least one `DenseParams` with floating ``w`` and ``b``.
+
+    Raises:
+        ValueError: ``params`` holds no `DenseParams`, or one with inconsistent shapes.
+        TypeError: a ``w`` or ``b`` that is not a floating array.
+
+    Example:
+        >>> import os, tempfile, jax, nnrs_jax as nj
+        >>> params = nj.dense(3, 2).init(jax.random.key(0))
+        >>> folder = tempfile.mkdtemp()
+        >>> nj.save_csv(folder, params)
+        >>> sorted(os.listdir(folder)), open(os.path.join(folder, "w0.csv")).readline()
+        (['b0.csv', 'w0.csv'], 'w0_0,w0_1\\n')
+    """
+    layers = _dense_layers("save_csv", params)
+    tables = []
+    for i, layer in enumerate(layers):
+        w = _check_floating(f"save_csv: w of dense layer {i}", layer.w)
+        b = _check_floating(f"save_csv: b of dense layer {i}", layer.b)
+        if w.ndim != 2 or b.shape != w.shape[1:]:
+            raise ValueError(
+                f"save_csv: layer {i} must have w of shape (in_dim, out_dim) and b of shape "
+                f"(out_dim,), got w {w.shape} and b {b.shape}"
+            )
+        header = ",".join(f"w{i}_{col}" for col in range(w.shape[1]))
+        tables += [(f"w{i}.csv", header, w), (f"b{i}.csv", f"b{i}", b)]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, header, values in tables:
+        _write_atomically(folder / name, lambda f, h=header, v=values: _write_table(f, h, v))
+
+
+def load_csv(folder: StrPath, like: PyTree) -> PyTree:
+    """Read dense-layer weights written by `save_csv` (or by nn-rs) into a template.
+
+    The ``i``-th `DenseParams` of ``like`` is read from ``w{i}.csv`` and ``b{i}.csv`` (format in
+    `save_csv`; the header row is skipped) and cast to the template's dtype; every other leaf of
+    ``like`` is returned unchanged.
+
+    Args:
+        folder: folder holding the files.
+        like: parameter template holding at least one `DenseParams`; its leaves may be arrays or
+            `jax.ShapeDtypeStruct`.
+
+    Returns:
+        A pytree of the same type as ``like`` with the dense weights and biases read from disk.
+
+    Raises:
+        FileNotFoundError: a ``w{i}.csv`` or ``b{i}.csv`` is missing (the message names it).
+        ValueError: a file that does not parse, or whose table shape differs from the template
+            (the message names the file and both shapes).
+
+    Example:
+        >>> import tempfile, jax, jax.numpy as jnp, nnrs_jax as nj
+        >>> params = nj.dense(3, 2).init(jax.random.key(0))
+        >>> folder = tempfile.mkdtemp()
+        >>> nj.save_csv(folder, params)
+        >>> restored = nj.load_csv(folder, like=params)
+        >>> bool(jnp.array_equal(restored.w, params.w))
+        True
+    """
+    _dense_layers("load_csv", like)
+    folder = Path(folder)
+    leaves, treedef = jax.tree_util.tree_flatten(like, is_leaf=_is_dense)
+    restored = []
+    i = 0
+    for leaf in leaves:
+        if _is_dense(leaf):
+            leaf = DenseParams(
+                _read_table(folder / f"w{i}.csv", leaf.w, ndmin=2),
+                _read_table(folder / f"b{i}.csv", leaf.b, ndmin=1),
+            )
+            i += 1
+        restored.append(leaf)
+    return jax.tree_util.tree_unflatten(treedef, restored)
+
+
+def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` through a synced temporary file in its folder, then rename it over."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    # Mode 0o666 lets the umask set the permissions, as for a file made by plain open().
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    # The rename itself survives a power loss only once the folder is synced (POSIX only).
+    if os.name == "posix":
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _tree_arrays(prefix: str, tree: PyTree) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Host copies of the leaves of ``tree`` by name, and the names of dtypes npy cannot hold."""
+    arrays: dict[str, np.ndarray] = {}
+    dtype_names: dict[str, str] = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        name = prefix + jax.tree_util.keystr(path)
+        if not isinstance(leaf, jax.Array | np.ndarray | np.generic):
+            raise TypeError(f"save: {name} must be an array, got {type(leaf).__name__}")
+        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            raise TypeError(f"save: {name} is a PRNG key; pass keys with the `key` argument")
+        array = np.asarray(leaf)
+        if not (jnp.issubdtype(array.dtype, jnp.number) or array.dtype == np.bool_):
+            raise TypeError(f"save: {name} must have a numeric dtype, got {array.dtype}")
+        if name in arrays:
+            raise ValueError(f"save: two leaves of {prefix} share the name {name}")
+        arrays[name] = array
+        # bfloat16 and the float8 types are stored as raw bytes (npy has no code for them).
+        if np.dtype(array.dtype.str) != array.dtype:
+            dtype_names[name] = array.dtype.name
+    return arrays, dtype_names
+
+
+def _check_step(step: object) -> int:
+    if isinstance(step, bool):
+        raise TypeError(f"save: step must be an int, got {step!r}")
+    try:
+        value = operator.index(step)
+    except TypeError:
+        raise TypeError(f"save: step must be an int, got {type(step).__name__}") from None
+    if value < 0:
+        raise ValueError(f"save: step must be non-negative, got {value}")
+    return value
+
+
+def _key_arrays(key: object) -> tuple[np.ndarray, np.ndarray]:
+    """The raw data and implementation name of a typed or legacy PRNG key."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        typed = key
+    elif dtype == np.uint32:
+        try:
+            typed = jax.random.wrap_key_data(jnp.asarray(key))
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"save: key of shape {np.shape(key)} is not a legacy uint32 key: {error}"
+            ) from error
+    else:
+        raise TypeError(
+            "save: key must be a PRNG key from jax.random.key (or a legacy uint32 key from "
+            f"jax.random.PRNGKey), got {type(key).__name__} with dtype {dtype}"
+        )
+    impl = str(jax.random.key_impl(typed))
+    return np.asarray(jax.random.key_data(typed)), np.array(impl)
+
+
+def _meta_json(meta: object) -> str:
+    if not isinstance(meta, dict):
+        raise TypeError(f"save: meta must be a dict, got {type(meta).__name__}")
+    try:
+        return json.dumps(meta)
+    except TypeError as error:
+        raise TypeError(f"save: meta must be JSON-serialisable: {error}") from error
+    except ValueError as error:
+        raise ValueError(f"save: meta must be JSON-serialisable: {error}") from error
+
+
+def _in_tree(prefix: str, name: str) -> bool:
+    # keystr output is empty or starts with "[" or ".", so the prefix cannot swallow a longer word.
+    return name == prefix or name.startswith((prefix + "[", prefix + "."))
+
+
+def _names(prefix: str, tree: PyTree) -> set[str]:
+    return {prefix + jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def _split_like(like: PyTree, stored: dict[str, np.ndarray]) -> tuple[PyTree, PyTree | None]:
+    """``(params_template, opt_state_template | None)`` from the ``like`` argument of `load`."""
+    if type(like) is not tuple or len(like) != 2:
+        return like, None
+    if like[1] is None:
+        return like[0], None
+    stored_params = {name for name in stored if _in_tree("params", name)}
+    as_pair = _names("params", like[0])
+    as_params = _names("params", like)
+    # When neither reading matches, the closer one gives the more useful error message.
+    if len(as_pair ^ stored_params) <= len(as_params ^ stored_params):
+        return like
+    return like, None
+
+
+def _restore(
+    prefix: str, template: PyTree, stored: dict[str, np.ndarray], problems: list[str]
+) -> PyTree:
+    """``template`` filled from ``stored``; mismatches are appended to ``problems``."""
+    paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    leaves = []
+    expected = set()
+    for path, leaf in paths_and_leaves:
+        name = prefix + jax.tree_util.keystr(path)
+        expected.add(name)
+        shape, dtype = getattr(leaf, "shape", None), getattr(leaf, "dtype", None)
+        if shape is None or dtype is None:
+            raise TypeError(
+                f"load: template leaf {name} must be an array or jax.ShapeDtypeStruct, "
+                f"got {type(leaf).__name__}"
+            )
+        shape, dtype = tuple(shape), np.dtype(dtype)
+        array = stored.get(name)
+        if array is None:
+            problems.append(f"{name}: in the template with shape {shape}, not in the checkpoint")
+        elif array.shape != shape:
+            problems.append(f"{name}: checkpoint has shape {array.shape}, template has {shape}")
+        elif array.dtype != dtype:
+            problems.append(
+                f"{name}: checkpoint has dtype {array.dtype} with shape {array.shape}, "
+                f"template has {dtype} with shape {shape}"
+            )
+        else:
+            leaves.append(jnp.asarray(array))
+    for name in sorted(n for n in stored if _in_tree(prefix, n) and n not in expected):
+        problems.append(
+            f"{name}: in the checkpoint with shape {stored[name].shape}, not in the template"
+        )
+    if len(leaves) < len(paths_and_leaves):
+        return None
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _is_dense(node: object) -> bool:
+    return isinstance(node, DenseParams)
+
+
+def _dense_layers(caller: str, tree: PyTree) -> list[DenseParams]:
+    layers = [n for n in jax.tree_util.tree_leaves(tree, is_leaf=_is_dense) if _is_dense(n)]
+    if not layers:
+        arg = "params" if caller == "save_csv" else "like"
+        raise ValueError(f"{caller}: {arg} holds no DenseParams (no dense layer to store)")
+    return layers
+
+
+def _check_floating(what: str, x: object) -> np.ndarray:
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{what} must be a floating array, got {type(x).__name__} {dtype}")
+    return np.asarray(x)
+
+
+def _write_table(f: BinaryIO, header: str, values: np.ndarray) -> None:
+    # 9 significant digits identify a float32 uniquely, 17 a float64; narrower floats widen.
+    if values.dtype == np.float64:
+        fmt = "%.17g"
+    else:
+        fmt, values = "%.9g", values.astype(np.float32)
+    np.savetxt(f, values, fmt=fmt, delimiter=",", header=header, comments="")
+
+
+def _read_table(path: Path, template: Any, ndmin: int) -> jax.Array:
+    """One ``w{i}.csv`` or ``b{i}.csv`` as an array of the template's shape and dtype."""
+    if not path.is_file():
+        raise FileNotFoundError(f"load_csv: missing file {str(path)!r}")
+    try:
+        values = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=ndmin, dtype=np.float64)
+    except ValueError as error:
+        raise ValueError(f"load_csv: cannot parse {str(path)!r}: {error}") from error
+    shape = tuple(template.shape)
+    if values.shape != shape:
+        raise ValueError(
+            f"load_csv: {str(path)!r}: file has shape {values.shape}, template has {shape}"
+        )
+    return jnp.asarray(values.astype(template.dtype))

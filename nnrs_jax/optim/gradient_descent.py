@@ -1,0 +1,191 @@
+"""Gradient descent with and without momentum: `sgd`, `momentum`, `nesterov`.
+
+All rules are element-wise on every leaf; ``g`` is the gradient, ``t`` the step count after
+increment (1 on the first update), ``lr`` the learning rate (a float or a schedule ``lr(t)``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+
+from nnrs_jax.optim.base import (
+    Optimizer,
+    Params,
+    Updates,
+    check_decay,
+    check_floating,
+    check_grads,
+    check_learning_rate,
+    in_dtype,
+    learning_rate_at,
+    map_leaves,
+    zero_timestep,
+    zeros_like_params,
+)
+from nnrs_jax.schedules import Schedule
+
+__all__ = ["MomentumState", "SgdState", "momentum", "nesterov", "sgd"]
+
+
+class SgdState(NamedTuple):
+    """State of `sgd`: only the int32 step count (0 before the first update)."""
+
+    timestep: jax.Array
+
+
+class MomentumState(NamedTuple):
+    """State of `momentum` and `nesterov`.
+
+    Attributes:
+        timestep: int32 scalar, the number of updates taken so far.
+        velocity: the momentum buffer ``v``, same tree, shapes and dtypes as the params.
+    """
+
+    timestep: jax.Array
+    velocity: Params
+
+
+def sgd(learning_rate: float | Schedule) -> Optimizer:
+    r"""Plain stochastic gradient descent.
+
+    .. math::
+
+        p \leftarrow p - \mathrm{lr}(t) \cdot g
+
+    Reference: Robbins & Monro 1951, "A stochastic approximation method".
+
+    Args:
+        learning_rate: a finite float > 0, or a schedule ``t -> lr`` called with the int32
+            timestep after increment (1 on the first update).
+
+    Returns:
+        An `Optimizer` whose state is `SgdState`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from nnrs_jax.optim import apply_updates, sgd
+        >>> opt = sgd(0.1)
+        >>> params = {"x": jnp.array([1.0, -2.0], jnp.float32)}
+        >>> state = opt.init(params)
+        >>> grads = jax.grad(lambda p: jnp.sum(p["x"] ** 2))(params)  # 2·x
+        >>> updates, state = opt.update(grads, state, params)
+        >>> apply_updates(params, updates)["x"]  # x - 0.1·2·x
+        Array([ 0.8, -1.6], dtype=float32)
+        >>> int(state.timestep)
+        1
+    """
+    name = "sgd"
+    learning_rate = check_learning_rate(name, learning_rate)
+
+    def init(params: Params) -> SgdState:
+        check_floating(name, params)
+        return SgdState(timestep=zero_timestep())
+
+    def update(
+        grads: Updates, state: SgdState, params: Params | None = None
+    ) -> tuple[Updates, SgdState]:
+        check_grads(name, grads, None, params)
+        t = state.timestep + 1
+        lr = learning_rate_at(name, learning_rate, t)
+        updates = jax.tree.map(lambda g: -in_dtype(lr, g.dtype) * g, grads)
+        return updates, SgdState(timestep=t)
+
+    return Optimizer(init, update)
+
+
+def _momentum_family(
+    name: str, learning_rate: float | Schedule, mu: float, lookahead: bool
+) -> Optimizer:
+    learning_rate = check_learning_rate(name, learning_rate)
+    mu = check_decay(name, "momentum", mu)
+
+    def init(params: Params) -> MomentumState:
+        return MomentumState(timestep=zero_timestep(), velocity=zeros_like_params(name, params))
+
+    def update(
+        grads: Updates, state: MomentumState, params: Params | None = None
+    ) -> tuple[Updates, MomentumState]:
+        check_grads(name, grads, state.velocity, params)
+        t = state.timestep + 1
+        lr = learning_rate_at(name, learning_rate, t)
+
+        def rule(g: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
+            v = mu * v + g
+            step = g + mu * v if lookahead else v
+            return -in_dtype(lr, g.dtype) * step, v
+
+        updates, velocity = map_leaves(rule, 2, grads, state.velocity)
+        return updates, MomentumState(timestep=t, velocity=velocity)
+
+    return Optimizer(init, update)
+
+
+def momentum(learning_rate: float | Schedule, momentum: float = 0.9) -> Optimizer:
+    r"""Gradient descent with heavy-ball momentum.
+
+    .. math::
+
+        v \leftarrow \mu v + g, \qquad p \leftarrow p - \mathrm{lr}(t) \cdot v
+
+    ``v`` starts at 0, so the first update is ``-lr·g``. Reference: Polyak 1964, "Some methods
+    of speeding up the convergence of iteration methods".
+
+    Args:
+        learning_rate: a finite float > 0, or a schedule ``t -> lr`` (``t`` = 1 on the first
+            update).
+        momentum: ``μ``, with ``0 <= μ < 1``.
+
+    Returns:
+        An `Optimizer` whose state is `MomentumState` (``velocity`` is ``v``).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from nnrs_jax.optim import apply_updates, momentum
+        >>> opt = momentum(0.05, momentum=0.9)
+        >>> params = {"x": jnp.array([1.0, -2.0], jnp.float32)}
+        >>> state = opt.init(params)
+        >>> for _ in range(200):
+        ...     grads = jax.grad(lambda p: jnp.sum(p["x"] ** 2))(params)
+        ...     updates, state = opt.update(grads, state, params)
+        ...     params = apply_updates(params, updates)
+        >>> bool(jnp.max(jnp.abs(params["x"])) < 1e-3)
+        True
+    """
+    return _momentum_family("momentum", learning_rate, momentum, lookahead=False)
+
+
+def nesterov(learning_rate: float | Schedule, momentum: float = 0.9) -> Optimizer:
+    r"""Nesterov accelerated gradient, in the form that needs no look-ahead gradient.
+
+    .. math::
+
+        v \leftarrow \mu v + g, \qquad p \leftarrow p - \mathrm{lr}(t) \cdot (g + \mu v)
+
+    with the new ``v`` on the right. The first update is ``-lr·(1 + μ)·g``. Reference:
+    Sutskever, Martens, Dahl & Hinton 2013, "On the importance of initialization and momentum in
+    deep learning".
+
+    Args:
+        learning_rate: a finite float > 0, or a schedule ``t -> lr`` (``t`` = 1 on the first
+            update).
+        momentum: ``μ``, with ``0 <= μ < 1``.
+
+    Returns:
+        An `Optimizer` whose state is `MomentumState` (``velocity`` is ``v``).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from nnrs_jax.optim import apply_updates, nesterov
+        >>> opt = nesterov(0.05, momentum=0.9)
+        >>> params = {"x": jnp.array([1.0, -2.0], jnp.float32)}
+        >>> state = opt.init(params)
+        >>> for _ in range(200):
+        ...     grads = jax.grad(lambda p: jnp.sum(p["x"] ** 2))(params)
+        ...     updates, state = opt.update(grads, state, params)
+        ...     params = apply_updates(params, updates)
+        >>> bool(jnp.max(jnp.abs(params["x"])) < 1e-3)
+        True
+    """
+    return _momentum_family("nesterov", learning_rate, momentum, lookahead=True)
