@@ -20,6 +20,7 @@ from nnrs_jax.layers import (
     tanh,
 )
 from nnrs_jax.losses import Loss, cross_entropy, mse, softmax_mse
+from nnrs_jax.metrics import Report, confusion_matrix, evaluate
 from nnrs_jax.objective import check_grads, loss_and_grad, penalty
 from nnrs_jax.optim import (
     AdamState,
@@ -51,17 +52,20 @@ __all__ = [
     "MomentumState",
     "Optimizer",
     "Regularizer",
+    "Report",
     "RmspropState",
     "SgdState",
     "adam",
     "adamax",
     "apply_updates",
     "check_grads",
+    "confusion_matrix",
     "cross_entropy",
     "datasets",
     "dense",
     "elastic_net",
     "elu",
+    "evaluate",
     "fit",
     "initializers",
     "l1",

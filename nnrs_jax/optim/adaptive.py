@@ -90,10 +90,13 @@ def rmsprop(learning_rate: float | Schedule, decay: float = 0.9, eps: float = 1e
         >>> opt = rmsprop(0.01)
         >>> params = {"x": jnp.array([1.0, -2.0], jnp.float32)}
         >>> state = opt.init(params)
-        >>> for _ in range(400):
+        >>> @jax.jit
+        ... def step(params, state):
         ...     grads = jax.grad(lambda p: jnp.sum(p["x"] ** 2))(params)
         ...     updates, state = opt.update(grads, state, params)
-        ...     params = apply_updates(params, updates)
+        ...     return apply_updates(params, updates), state
+        >>> for _ in range(400):
+        ...     params, state = step(params, state)
         >>> bool(jnp.max(jnp.abs(params["x"])) < 0.05)
         True
     """
@@ -256,10 +259,13 @@ def nadam(
         >>> opt = nadam(0.05)
         >>> params = {"x": jnp.array([1.0, -2.0], jnp.float32)}
         >>> state = opt.init(params)
-        >>> for _ in range(300):
+        >>> @jax.jit
+        ... def step(params, state):
         ...     grads = jax.grad(lambda p: jnp.sum(p["x"] ** 2))(params)
         ...     updates, state = opt.update(grads, state, params)
-        ...     params = apply_updates(params, updates)
+        ...     return apply_updates(params, updates), state
+        >>> for _ in range(300):
+        ...     params, state = step(params, state)
         >>> bool(jnp.max(jnp.abs(params["x"])) < 0.05)
         True
     """
@@ -309,10 +315,13 @@ def adamax(
         >>> opt = adamax(0.05)
         >>> params = {"x": jnp.array([1.0, -2.0], jnp.float32)}
         >>> state = opt.init(params)
-        >>> for _ in range(300):
+        >>> @jax.jit
+        ... def step(params, state):
         ...     grads = jax.grad(lambda p: jnp.sum(p["x"] ** 2))(params)
         ...     updates, state = opt.update(grads, state, params)
-        ...     params = apply_updates(params, updates)
+        ...     return apply_updates(params, updates), state
+        >>> for _ in range(300):
+        ...     params, state = step(params, state)
         >>> bool(jnp.max(jnp.abs(params["x"])) < 0.05)
         True
     """

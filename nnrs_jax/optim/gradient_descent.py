@@ -146,10 +146,13 @@ def momentum(learning_rate: float | Schedule, momentum: float = 0.9) -> Optimize
         >>> opt = momentum(0.05, momentum=0.9)
         >>> params = {"x": jnp.array([1.0, -2.0], jnp.float32)}
         >>> state = opt.init(params)
-        >>> for _ in range(200):
+        >>> @jax.jit
+        ... def step(params, state):
         ...     grads = jax.grad(lambda p: jnp.sum(p["x"] ** 2))(params)
         ...     updates, state = opt.update(grads, state, params)
-        ...     params = apply_updates(params, updates)
+        ...     return apply_updates(params, updates), state
+        >>> for _ in range(200):
+        ...     params, state = step(params, state)
         >>> bool(jnp.max(jnp.abs(params["x"])) < 1e-3)
         True
     """
@@ -181,10 +184,13 @@ def nesterov(learning_rate: float | Schedule, momentum: float = 0.9) -> Optimize
         >>> opt = nesterov(0.05, momentum=0.9)
         >>> params = {"x": jnp.array([1.0, -2.0], jnp.float32)}
         >>> state = opt.init(params)
-        >>> for _ in range(200):
+        >>> @jax.jit
+        ... def step(params, state):
         ...     grads = jax.grad(lambda p: jnp.sum(p["x"] ** 2))(params)
         ...     updates, state = opt.update(grads, state, params)
-        ...     params = apply_updates(params, updates)
+        ...     return apply_updates(params, updates), state
+        >>> for _ in range(200):
+        ...     params, state = step(params, state)
         >>> bool(jnp.max(jnp.abs(params["x"])) < 1e-3)
         True
     """
