@@ -139,7 +139,7 @@ def evaluate(
     @jax.jit
     def batch_stats(params: Params, xb: jax.Array, yb: jax.Array, n: jax.Array):
         outputs = model.apply(params, xb)
-        valid = jnp.arange(xb.shape[0]) < n
+        valid = jnp.arange(xb.shape[0], dtype=n.dtype) < n
         # Padded rows get their own loss 0 by scaling the mean back to a sum over valid rows.
         per_example = jax.vmap(lambda o, t: loss.value(o[None], t[None]))(outputs, yb)
         return jnp.sum(jnp.where(valid, per_example, 0)), jnp.argmax(outputs, axis=-1)

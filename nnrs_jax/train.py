@@ -24,7 +24,7 @@ StepFn = Callable[[Params, OptState, jax.Array, jax.Array], tuple[Params, OptSta
 
 def _accuracy(outputs: jax.Array, targets: jax.Array) -> jax.Array:
     labels = targets if targets.ndim == 1 else jnp.argmax(targets, axis=-1)
-    hits = jnp.argmax(outputs, axis=-1) == labels
+    hits = jnp.argmax(outputs, axis=-1).astype(labels.dtype) == labels
     return jnp.mean(hits.astype(outputs.dtype))
 
 

@@ -18,3 +18,26 @@ if "NNRS_JAX_DATA" not in os.environ and SHARED_DATA.is_dir():
 @pytest.fixture
 def key() -> jax.Array:
     return jax.random.key(0)
+
+
+def _mnist(split: str):
+    from nnrs_jax import datasets
+
+    try:
+        return datasets.mnist(split, download=False)
+    except FileNotFoundError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"MNIST must be present in CI (set NNRS_JAX_DATA): {error}")
+        pytest.skip(f"MNIST is absent (set NNRS_JAX_DATA to a folder holding it): {error}")
+
+
+@pytest.fixture(scope="session")
+def mnist_train():
+    """The MNIST training split ``(x (60000, 784) float32, y (60000,) int32)``."""
+    return _mnist("train")
+
+
+@pytest.fixture(scope="session")
+def mnist_test():
+    """The MNIST test split ``(x (10000, 784) float32, y (10000,) int32)``."""
+    return _mnist("test")

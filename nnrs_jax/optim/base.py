@@ -180,10 +180,11 @@ def in_dtype(value: jax.Array | float, dtype: Any) -> jax.Array:
 
 
 def bias_correction(beta: float, timestep: jax.Array, dtype: Any) -> jax.Array:
-    """``1 - beta**t`` in ``dtype``, accurate to the last bit for small ``t``.
+    """``1 - beta**t`` in ``dtype``, to within a few ulps even for small ``t``.
 
     Written as ``-expm1(t·log(beta))`` with ``log(beta)`` taken in double precision: in float32,
-    ``1 - 0.999**1`` computed directly loses five digits to cancellation. ``beta = 0`` gives 1.
+    ``1 - 0.999**t`` computed directly loses about four of its seven digits to cancellation at
+    ``t = 1``. ``beta = 0`` gives 1 for every ``t >= 1``.
     """
     log_beta = math.log(beta) if beta > 0 else -math.inf
     return -jnp.expm1(timestep.astype(dtype) * log_beta)

@@ -1,0 +1,200 @@
+"""make_train_step and fit: manual = autodiff, no retracing, resume, errors, the seed's run."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nnrs_jax as nj
+
+EN = nj.elastic_net(1e-4, 1e-4)
+
+
+def seed_model() -> nj.Layer:
+    """The seed's headline model: 784-64-32-16-10, He, elastic net 1e-4, ELU."""
+    return nj.serial(
+        nj.dense(784, 64, init="he", regularizer=EN), nj.elu(1.0),
+        nj.dense(64, 32, init="he", regularizer=EN), nj.elu(1.0),
+        nj.dense(32, 16, init="he", regularizer=EN), nj.elu(1.0),
+        nj.dense(16, 10, init="he", regularizer=EN),
+    )  # fmt: skip
+
+
+def small_model() -> nj.Layer:
+    return nj.serial(nj.dense(6, 8, regularizer=EN), nj.elu(), nj.dense(8, 3, regularizer=EN))
+
+
+@pytest.fixture
+def toy():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5).astype(np.int32)
+    return x, y
+
+
+def counted(loss: nj.Loss) -> nj.Loss:
+    """The same loss whose value may be traced only once (``chex.assert_max_traces``)."""
+    return loss._replace(value=chex.assert_max_traces(lambda o, t: loss.value(o, t), n=1))
+
+
+def assert_trees_equal(a, b) -> None:
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+def test_manual_and_autodiff_train_identically(mnist_train):
+    x, y = mnist_train[0][:2000], mnist_train[1][:2000]
+    model, opt = seed_model(), nj.nadam(5e-4)
+    runs = {}
+    for grads in ("manual", "autodiff"):
+        step = nj.make_train_step(model, nj.cross_entropy, opt, grads=grads)
+        params = model.init(jax.random.key(0))
+        state = opt.init(params)
+        for _ in range(20):
+            params, state, metrics = step(params, state, x, y)
+        runs[grads] = params, metrics
+    chex.assert_trees_all_close(runs["manual"][0], runs["autodiff"][0], atol=1e-5, rtol=0)
+    assert float(runs["manual"][1]["loss"]) == pytest.approx(float(runs["autodiff"][1]["loss"]))
+
+
+def test_step_compiles_once(toy):
+    x, y = toy
+    model, opt = small_model(), nj.adam(1e-2)
+    step = nj.make_train_step(model, counted(nj.cross_entropy), opt)
+    params = model.init(jax.random.key(0))
+    state = opt.init(params)
+    for _ in range(3):
+        params, state, metrics = step(params, state, x, y)
+    assert int(state.timestep) == 3 and set(metrics) == {"loss", "accuracy"}
+
+
+def test_fit_epochs_compile_once_and_learn(toy):
+    x, y = toy
+    result = nj.fit(
+        small_model(), counted(nj.cross_entropy), nj.adam(1e-2), x, y,
+        key=jax.random.key(1), epochs=60, batch_size=16, progress=False,
+    )  # fmt: skip
+    h = result.history
+    np.testing.assert_array_equal(h["epoch"], np.arange(60))
+    assert int(result.opt_state.timestep) == 60 * 6
+    assert h["loss"][-1] < 0.5 * h["loss"][0] and h["accuracy"][-1] > 0.9
+
+
+def test_full_batch_history_and_eval(toy):
+    x, y = toy
+    result = nj.fit(
+        small_model(), nj.cross_entropy, nj.sgd(0.5), x, y, key=jax.random.key(0),
+        steps=25, log_every=10, eval_data=(x, y), progress=False,
+    )  # fmt: skip
+    h = result.history
+    np.testing.assert_array_equal(h["step"], np.arange(25))
+    np.testing.assert_array_equal(h["eval_step"], [10, 20, 25])
+    assert h["loss"].shape == h["accuracy"].shape == (25,)
+    assert np.all(np.diff(h["loss"]) < 0)
+    # Evaluating after the last step equals the metrics the model reports for its final params.
+    report = nj.evaluate(small_model(), result.params, x, y)
+    assert h["eval_accuracy"][-1] == pytest.approx(report.accuracy)
+
+
+def test_partial_last_batch(toy):
+    x, y = toy[0][:90], toy[1][:90]
+    kept = nj.fit(small_model(), nj.cross_entropy, nj.sgd(0.1), x, y, key=jax.random.key(0),
+                  epochs=2, batch_size=16, drop_last=False, progress=False)  # fmt: skip
+    dropped = nj.fit(small_model(), nj.cross_entropy, nj.sgd(0.1), x, y, key=jax.random.key(0),
+                     epochs=2, batch_size=16, progress=False)  # fmt: skip
+    assert int(kept.opt_state.timestep) == 12 and int(dropped.opt_state.timestep) == 10
+
+
+@pytest.mark.parametrize("mode", ["full", "epochs"])
+def test_resume_is_bit_exact(toy, tmp_path, mode):
+    x, y = toy
+    model, opt, key = small_model(), nj.nadam(1e-2), jax.random.key(3)
+    run = {"steps": 7} if mode == "full" else {"epochs": 2, "batch_size": 16}
+    twice = {"steps": 14} if mode == "full" else {"epochs": 4, "batch_size": 16}
+    straight = nj.fit(model, nj.cross_entropy, opt, x, y, key=key, progress=False, **twice)
+    first = nj.fit(model, nj.cross_entropy, opt, x, y, key=key, progress=False, **run)
+    nj.save(tmp_path / "ckpt.npz", first.params, first.opt_state)
+    loaded = nj.load(tmp_path / "ckpt.npz", like=(first.params, first.opt_state))
+    second = nj.fit(model, nj.cross_entropy, opt, x, y, key=key, progress=False,
+                    params=loaded.params, opt_state=loaded.opt_state, **run)  # fmt: skip
+    assert_trees_equal(second.params, straight.params)
+    assert_trees_equal(second.opt_state, straight.opt_state)
+
+
+def test_fit_does_not_consume_given_params(toy):
+    x, y = toy
+    model = small_model()
+    params = model.init(jax.random.key(0))
+    before = jax.tree.map(np.asarray, params)
+    nj.fit(model, nj.cross_entropy, nj.sgd(0.1), x, y, key=jax.random.key(0), steps=2,
+           params=params, progress=False)  # fmt: skip
+    assert_trees_equal(params, before)
+
+
+def test_non_finite_loss_names_the_step(toy):
+    x, y = toy
+    x = x * 1e3
+    kwargs = dict(key=jax.random.key(0), steps=30, progress=False)
+    with pytest.raises(FloatingPointError, match=r"non-finite loss .* at step \d+"):
+        nj.fit(small_model(), nj.mse, nj.sgd(1e3), x, y, **kwargs)
+    with pytest.warns(RuntimeWarning, match="non-finite loss"):
+        nj.fit(small_model(), nj.mse, nj.sgd(1e3), x, y, on_nonfinite="warn", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        (lambda x, y: (x, y + 2), ValueError, r"\[0, 3\).*\[2, 4\]"),
+        (lambda x, y: (x, y[:-1]), ValueError, "same length.*96.*95"),
+        (lambda x, y: (x[:0], y[:0]), ValueError, "empty"),
+        (lambda x, y: (np.where(np.arange(96)[:, None] == 5, np.nan, x), y), ValueError, "row 5"),
+        (lambda x, y: (x, y.astype(np.float32)), TypeError, "integer"),
+        (lambda x, y: (x[:, :5], y), ValueError, "6.*5"),
+    ],
+    ids=["labels", "length", "empty", "nan", "label_dtype", "features"],
+)
+def test_bad_data_fails_before_training(toy, change, error, match):
+    x, y = change(*toy)
+    with pytest.raises(error, match=match):
+        nj.fit(small_model(), nj.cross_entropy, nj.sgd(0.1), x, y, key=jax.random.key(0),
+               steps=1, progress=False)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({}, "steps"),
+        ({"steps": 3, "epochs": 1}, "steps"),
+        ({"epochs": 1, "batch_size": 0}, "batch_size"),
+        ({"epochs": 1, "batch_size": 1000}, "larger"),
+        ({"steps": -1}, "steps"),
+        ({"steps": 1, "grads": "numeric"}, "grads"),
+    ],
+)
+def test_bad_arguments(toy, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        nj.fit(small_model(), nj.cross_entropy, nj.sgd(0.1), *toy, key=jax.random.key(0),
+               progress=False, **kwargs)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_seed_headline_run(mnist_train, mnist_test):
+    """The seed's run (iterations 0..=150, full batch) reaches >= 90.4 % test accuracy."""
+    x, y = mnist_train
+    result = nj.fit(seed_model(), nj.cross_entropy, nj.nadam(5e-4), x, y,
+                    key=jax.random.key(0), steps=151, progress=False)  # fmt: skip
+    assert result.history["loss"][-1] < result.history["loss"][0]
+    report = nj.evaluate(seed_model(), result.params, *mnist_test)
+    assert report.accuracy >= 0.904, str(report)
+
+
+@pytest.mark.slow
+def test_one_minibatch_epoch(mnist_train, mnist_test):
+    x, y = mnist_train
+    result = nj.fit(seed_model(), nj.cross_entropy, nj.adam(1e-3), x, y,
+                    key=jax.random.key(0), epochs=1, batch_size=128, progress=False)  # fmt: skip
+    assert int(result.opt_state.timestep) == 60000 // 128
+    assert nj.evaluate(seed_model(), result.params, *mnist_test).accuracy >= 0.9
