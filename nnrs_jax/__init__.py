@@ -5,7 +5,8 @@ and training is one jit-compiled step. See the README for a tour.
 """
 
 from nnrs_jax import datasets, initializers, schedules
-from nnrs_jax.checkpoint import Checkpoint, load, load_csv, save, save_csv
+from nnrs_jax.cache import enable_compilation_cache
+from nnrs_jax.checkpoint import Checkpoint, load, load_csv, load_meta, save, save_csv
 from nnrs_jax.layers import (
     DenseParams,
     Layer,
@@ -65,6 +66,7 @@ __all__ = [
     "dense",
     "elastic_net",
     "elu",
+    "enable_compilation_cache",
     "evaluate",
     "fit",
     "initializers",
@@ -73,6 +75,7 @@ __all__ = [
     "leaky_relu",
     "load",
     "load_csv",
+    "load_meta",
     "loss_and_grad",
     "make_train_step",
     "momentum",

@@ -31,7 +31,7 @@ import numpy as np
 
 from nnrs_jax.layers.dense import DenseParams
 
-__all__ = ["Checkpoint", "load", "load_csv", "save", "save_csv"]
+__all__ = ["Checkpoint", "load", "load_csv", "load_meta", "save", "save_csv"]
 
 PyTree = Any
 StrPath = str | os.PathLike
@@ -164,18 +164,7 @@ def load(path: StrPath, like: PyTree) -> Checkpoint:
         ('DenseParams', True)
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"load: no checkpoint file at {str(path)!r}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise ValueError("it holds a single .npy array, not an .npz archive")
-            stored = {name: data[name] for name in data.files}
-    except (ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(
-            f"load: {str(path)!r} is not a checkpoint written by save: {error}"
-        ) from error
-
+    stored = _read_archive("load", path)
     dtype_names = json.loads(str(stored[_DTYPES])) if _DTYPES in stored else {}
     for name, dtype_name in dtype_names.items():
         stored[name] = stored[name].view(jnp.dtype(dtype_name))
@@ -201,6 +190,29 @@ def load(path: StrPath, like: PyTree) -> Checkpoint:
         key = jax.random.wrap_key_data(jnp.asarray(stored[_KEY_DATA]), impl=str(stored[_KEY_IMPL]))
     meta = json.loads(str(stored[_META])) if _META in stored else None
     return Checkpoint(params, opt_state, step, key, meta)
+
+
+def load_meta(path: StrPath) -> dict[str, Any] | None:
+    """The ``meta`` dict a checkpoint was saved with (``None`` if none), without a template.
+
+    Useful to rebuild the model a file describes before calling `load` with its params.
+    """
+    stored = _read_archive("load_meta", Path(path))
+    return json.loads(str(stored[_META])) if _META in stored else None
+
+
+def _read_archive(caller: str, path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{caller}: no checkpoint file at {str(path)!r}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError("it holds a single .npy array, not an .npz archive")
+            return {name: data[name] for name in data.files}
+    except (ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"{caller}: {str(path)!r} is not a checkpoint written by save: {error}"
+        ) from error
 
 
 def save_csv(folder: StrPath, params: PyTree) -> None:
