@@ -132,7 +132,7 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
                         "(e.g. Fashion-MNIST)")  # fmt: skip
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(prog="nnrs-jax", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command")
     d = DEFAULT_RECIPE
@@ -170,7 +170,7 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--seeds", default=1, type=_positive_int,
                            help="average each row over this many seeds")  # fmt: skip
     _data_flags(reproduce)
-    return parser
+    return parser, {"train": train, "evaluate": evaluate, "reproduce": reproduce}
 
 
 def _load_data(args: argparse.Namespace, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -340,10 +340,14 @@ def _reproduce(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nnrs-jax`` console script; returns the exit code."""
-    parser = _parser()
+    parser, commands = _parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv or ["train"])
     if args.command is None:
         parser.error("choose a command: train, evaluate or reproduce")
     handler = {"train": _train, "evaluate": _evaluate, "reproduce": _reproduce}[args.command]
-    return handler(args, parser)
+    try:
+        return handler(args, commands[args.command])
+    except (FileNotFoundError, ValueError) as error:
+        print(f"nnrs-jax {args.command}: error: {error}", file=sys.stderr)
+        return 1
