@@ -10,6 +10,7 @@ from nnrs_jax.checkpoint import Checkpoint, load, load_csv, load_meta, save, sav
 from nnrs_jax.layers import (
     DenseParams,
     Layer,
+    Pretransposed,
     dense,
     elu,
     leaky_relu,
@@ -39,7 +40,7 @@ from nnrs_jax.optim import (
     sgd,
 )
 from nnrs_jax.regularizers import Regularizer, elastic_net, l1, l2
-from nnrs_jax.train import FitResult, fit, make_train_step
+from nnrs_jax.train import FitResult, fit, fit_many, make_train_step
 
 __version__ = "0.1.0"
 
@@ -52,6 +53,7 @@ __all__ = [
     "Loss",
     "MomentumState",
     "Optimizer",
+    "Pretransposed",
     "Regularizer",
     "Report",
     "RmspropState",
@@ -69,6 +71,7 @@ __all__ = [
     "enable_compilation_cache",
     "evaluate",
     "fit",
+    "fit_many",
     "initializers",
     "l1",
     "l2",

@@ -177,3 +177,13 @@ def test_serial_rejects_wrong_params(key):
     model = nj.serial(nj.dense(3, 2), nj.relu())
     with pytest.raises(TypeError, match="tuple of 2"):
         model.apply(model.init(key)[:1], jnp.zeros((1, 3), jnp.float32))
+
+
+@pytest.mark.parametrize("name", ["dense", "serial", "elu", "softmax"])
+def test_pretransposed_input_gives_the_same_result(name):
+    layer, params, x, dy = _case(name, 4, jnp.float64)
+    wrapped = nj.Pretransposed.of(x)
+    assert wrapped.x_t.shape == x.shape[::-1]
+    np.testing.assert_array_equal(layer.apply(params, wrapped), layer.apply(params, x))
+    got = jax.jit(layer.backward)(params, wrapped, dy)
+    assert rel_err(got, layer.backward(params, x, dy)) <= 1e-14

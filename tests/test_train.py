@@ -197,3 +197,34 @@ def test_one_minibatch_epoch(mnist_train, mnist_test):
                     key=jax.random.key(0), epochs=1, batch_size=128, progress=False)  # fmt: skip
     assert int(result.opt_state.timestep) == 60000 // 128
     assert nj.evaluate(seed_model(), result.params, *mnist_test).accuracy >= 0.9
+
+
+def test_fit_many_matches_separate_runs(toy):
+    x, y = toy
+    model, key = small_model(), jax.random.key(5)
+    lrs = np.array([1e-2, 3e-2, 1e-1], np.float32)
+    many = nj.fit_many(model, nj.cross_entropy, lambda lr: nj.nadam(lr), x, y, key=key,
+                       hparams=lrs, epochs=3, batch_size=32, progress=False)  # fmt: skip
+    assert many.history["loss"].shape == (3, 3)
+    init_keys = jax.random.split(jax.random.split(key)[0], 3)
+    for i, lr in enumerate(lrs):
+        params = model.init(init_keys[i])
+        one = nj.fit(model, nj.cross_entropy, nj.nadam(float(lr)), x, y, key=key, params=params,
+                     epochs=3, batch_size=32, progress=False)  # fmt: skip
+        chex.assert_trees_all_close(
+            jax.tree.map(lambda a, i=i: a[i], many.params), one.params, rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(many.history["loss"][:, i], one.history["loss"], rtol=1e-5)
+
+
+def test_fit_many_seeds_full_batch(toy):
+    x, y = toy
+    many = nj.fit_many(small_model(), nj.cross_entropy, nj.sgd(0.3), x, y,
+                       key=jax.random.key(0), num_models=4, steps=5, progress=False)  # fmt: skip
+    assert many.history["loss"].shape == (5, 4)
+    first = many.history["loss"][0]
+    assert len(set(np.round(first, 6))) == 4  # different initialisations
+    assert np.all(many.history["loss"][-1] < first)
+    with pytest.raises(TypeError, match="hparam"):
+        nj.fit_many(small_model(), nj.cross_entropy, nj.sgd(0.3), x, y, key=jax.random.key(0),
+                    hparams=np.ones(2, np.float32), steps=1, progress=False)  # fmt: skip

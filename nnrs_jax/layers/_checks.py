@@ -5,6 +5,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from nnrs_jax.layers.base import Pretransposed
+
+
+def floating_input(name: str, x: jax.Array | Pretransposed, arg: str = "x") -> jax.Array:
+    """``x`` as a plain array (unwrapping `Pretransposed`), after `check_floating`."""
+    x = x.x if isinstance(x, Pretransposed) else x
+    check_floating(name, x, arg)
+    return x
+
 
 def check_floating(name: str, x: jax.Array, arg: str = "x") -> None:
     """Raise unless ``x`` is an array with a floating dtype. Free under ``jit``."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from nnrs_jax.layers._checks import check_floating, check_same_shape
+from nnrs_jax.layers._checks import check_same_shape, floating_input
 from nnrs_jax.layers.base import Layer
 
 __all__ = ["elu", "leaky_relu", "relu", "selu", "sigmoid", "softmax", "tanh"]
@@ -32,11 +32,11 @@ def _elementwise(name: str, f: ArrayFn, df: ArrayFn) -> Layer:
     """A layer ``y = f(x)`` with backward ``dx = dy ⊙ df(x)``."""
 
     def apply(params: tuple[()], x: jax.Array) -> jax.Array:
-        check_floating(name, x)
+        x = floating_input(name, x)
         return f(x)
 
     def backward(params: tuple[()], x: jax.Array, grad_y: jax.Array) -> tuple[tuple[()], jax.Array]:
-        check_floating(name, x)
+        x = floating_input(name, x)
         check_same_shape(name, x, grad_y)
         return (), grad_y * df(x)
 
@@ -125,11 +125,11 @@ def softmax() -> Layer:
     name = "softmax"
 
     def apply(params: tuple[()], x: jax.Array) -> jax.Array:
-        check_floating(name, x)
+        x = floating_input(name, x)
         return jax.nn.softmax(x, axis=-1)
 
     def backward(params: tuple[()], x: jax.Array, grad_y: jax.Array) -> tuple[tuple[()], jax.Array]:
-        check_floating(name, x)
+        x = floating_input(name, x)
         check_same_shape(name, x, grad_y)
         s = jax.nn.softmax(x, axis=-1)
         return (), s * (grad_y - jnp.sum(grad_y * s, axis=-1, keepdims=True))

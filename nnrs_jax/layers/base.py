@@ -20,6 +20,24 @@ def no_penalty(params: Params) -> tuple[jax.Array | float, Params]:
     return 0.0, jax.tree.map(jnp.zeros_like, params)
 
 
+class Pretransposed(NamedTuple):
+    """A model input ``x`` ``(batch, features)`` with a row-major copy ``x_t`` of ``xᵀ``.
+
+    When one ``x`` feeds every step (full-batch training), a first `dense` layer computes
+    ``dW = xᵀ·dy`` as the plain product ``x_t·dy`` instead of a product with a transposed
+    operand, which CPUs run about 1.5× faster. Every layer accepts it wherever it accepts ``x``;
+    only `dense` reads ``x_t``. `nnrs_jax.fit` builds it once for full-batch runs.
+    """
+
+    x: jax.Array
+    x_t: jax.Array
+
+    @classmethod
+    def of(cls, x: jax.Array) -> Pretransposed:
+        """Wrap ``x`` with a materialised transpose (one copy, made once)."""
+        return cls(x, jax.jit(lambda a: a.T)(x))
+
+
 class Layer(NamedTuple):
     """A layer: four pure functions, composable with `serial`.
 

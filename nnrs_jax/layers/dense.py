@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from nnrs_jax import initializers
-from nnrs_jax.layers._checks import check_input
-from nnrs_jax.layers.base import Layer, no_penalty
+from nnrs_jax.layers._checks import check_input, floating_input
+from nnrs_jax.layers.base import Layer, Pretransposed, no_penalty
 from nnrs_jax.regularizers import Regularizer
 
 __all__ = ["DenseParams", "dense"]
@@ -41,6 +41,8 @@ def dense(
         db = Σ_batch dy  (out_dim,)
         dx = dy·Wᵀ      (batch, in_dim)
 
+    ``x`` may be a `Pretransposed` input; ``dW`` then uses its row-major ``xᵀ`` copy.
+
     Args:
         in_dim, out_dim: positive sizes.
         init: ``"he"`` (default), ``"lecun"``, ``"glorot"`` or a function of
@@ -69,16 +71,19 @@ def dense(
         w = init_fn(key, (in_dim, out_dim), dtype)
         return DenseParams(w=w, b=jnp.zeros((out_dim,), dtype))
 
-    def apply(params: DenseParams, x: jax.Array) -> jax.Array:
+    def apply(params: DenseParams, x: jax.Array | Pretransposed) -> jax.Array:
+        x = floating_input(name, x)
         check_input(name, x, features=in_dim)
         return x @ params.w + params.b[None, :]
 
     def backward(
-        params: DenseParams, x: jax.Array, grad_y: jax.Array
+        params: DenseParams, x: jax.Array | Pretransposed, grad_y: jax.Array
     ) -> tuple[DenseParams, jax.Array]:
+        x_t = x.x_t if isinstance(x, Pretransposed) else None
+        x = floating_input(name, x)
         check_input(name, x, features=in_dim)
         check_input(name, grad_y, features=out_dim, arg="grad_y")
-        grad_w = x.T @ grad_y
+        grad_w = (x.T if x_t is None else x_t) @ grad_y
         grad_b = jnp.sum(grad_y, axis=0)
         grad_x = grad_y @ params.w.T
         return DenseParams(grad_w, grad_b), grad_x

@@ -190,10 +190,24 @@ def bias_correction(beta: float, timestep: jax.Array, dtype: Any) -> jax.Array:
     return -jnp.expm1(timestep.astype(dtype) * log_beta)
 
 
-def check_learning_rate(name: str, learning_rate: Any) -> float | Schedule:
-    """A schedule is passed through; a number must be finite and positive."""
+def check_learning_rate(name: str, learning_rate: Any) -> float | jax.Array | Schedule:
+    """A schedule is passed through; a number must be finite and positive.
+
+    A scalar floating JAX array is accepted too, so that a learning rate can be traced: e.g.
+    ``jax.vmap(lambda lr: nadam(lr).update(...))`` trains several learning rates at once. Its
+    value is checked when it is concrete.
+    """
     if callable(learning_rate):
         return learning_rate
+    if isinstance(learning_rate, jax.Array):
+        if learning_rate.shape != () or not jnp.issubdtype(learning_rate.dtype, jnp.floating):
+            raise TypeError(
+                f"{name}: an array learning_rate must be a floating scalar, got "
+                f"{learning_rate.shape} {learning_rate.dtype}"
+            )
+        if isinstance(learning_rate, jax.core.Tracer):
+            return learning_rate
+        learning_rate = float(learning_rate)
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real):
         raise TypeError(
             f"{name}: learning_rate must be a positive float or a schedule t -> lr, "
