@@ -156,7 +156,7 @@ class _Log:
     """
 
     def __init__(self, total: int, unit: str, progress: bool, on_nonfinite: str) -> None:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         self.bar = tqdm(total=total, unit=unit, disable=not progress, dynamic_ncols=True)
         self.on_nonfinite = on_nonfinite

@@ -51,7 +51,8 @@ def mnist_present() -> None:
         mnist("train", download=False, progress=False)
         mnist("test", download=False, progress=False)
     except FileNotFoundError as error:
-        pytest.skip(f"MNIST is not available locally (set NNRS_JAX_DATA): {error}")
+        first_line = str(error).splitlines()[0]
+        pytest.skip(f"{first_line}; set NNRS_JAX_DATA to a folder holding the MNIST files")
 
 
 def run(name: str) -> str:
