@@ -9,6 +9,7 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
 from nnrs_jax.layers.base import Layer, Params, Pretransposed
 from nnrs_jax.losses import Loss
@@ -156,8 +157,6 @@ class _Log:
     """
 
     def __init__(self, total: int, unit: str, progress: bool, on_nonfinite: str) -> None:
-        from tqdm import tqdm
-
         self.bar = tqdm(total=total, unit=unit, disable=not progress, dynamic_ncols=True)
         self.on_nonfinite = on_nonfinite
         self.pending: list[tuple[int, Metrics]] = []
