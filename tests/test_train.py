@@ -228,3 +228,20 @@ def test_fit_many_seeds_full_batch(toy):
     with pytest.raises(TypeError, match="hparam"):
         nj.fit_many(small_model(), nj.cross_entropy, nj.sgd(0.3), x, y, key=jax.random.key(0),
                     hparams=np.ones(2, np.float32), steps=1, progress=False)  # fmt: skip
+
+
+def test_compiled_step_does_each_product_once():
+    """XLA merges backward's forward with apply's and drops the first layer's unused dx."""
+    from nnrs_jax.train import _step_body
+
+    sizes, batch = [784, 64, 32, 16, 10], 1000
+    model, opt = seed_model(), nj.nadam(5e-4)
+    params = model.init(jax.random.key(0))
+    args = (params, opt.init(params), np.zeros((batch, 784), np.float32), np.zeros(batch, np.int32))
+    cost = jax.jit(_step_body(model, nj.cross_entropy, opt, "manual")).lower(*args).compile()
+    cost = cost.cost_analysis()
+    flops = (cost[0] if isinstance(cost, list) else cost)["flops"]
+    macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    # forward + dW for every layer, dx for all layers but the first; element-wise work is small.
+    products = 2 * batch * (2 * macs + macs - 784 * 64)
+    assert products <= flops <= 1.05 * products
