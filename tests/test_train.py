@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import chex
 import jax
 import numpy as np
@@ -241,7 +243,7 @@ def test_compiled_step_does_each_product_once():
     cost = jax.jit(_step_body(model, nj.cross_entropy, opt, "manual")).lower(*args).compile()
     cost = cost.cost_analysis()
     flops = (cost[0] if isinstance(cost, list) else cost)["flops"]
-    macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    macs = sum(a * b for a, b in itertools.pairwise(sizes))
     # forward + dW for every layer, dx for all layers but the first; element-wise work is small.
     products = 2 * batch * (2 * macs + macs - 784 * 64)
     assert products <= flops <= 1.05 * products
