@@ -1,0 +1,76 @@
+"""What every benchmark worker shares: the reference model's hyperparameters, run sizes, data.
+
+Kept free of any framework import, so that a worker process loads only the framework it
+measures.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "B1",
+    "B2",
+    "BATCH",
+    "EPS",
+    "FULL",
+    "L1",
+    "L2",
+    "LR",
+    "QUICK",
+    "SIZES",
+    "VMAP_MODELS",
+    "Settings",
+    "load_data",
+    "median_ms",
+    "save_data",
+]
+
+SIZES = (784, 64, 32, 16, 10)
+"""Layer widths of the reference MLP; ELU(1.0) follows every hidden layer."""
+L1, L2 = 1e-4, 1e-4
+"""Elastic-net penalty on the weights (never the biases): ``L1·Σ|w| + L2·Σw²``."""
+LR, B1, B2, EPS = 5e-4, 0.9, 0.999, 1e-7
+"""Nadam hyperparameters."""
+BATCH = 128
+"""Mini-batch size of the ``epoch`` workload; the partial last batch is dropped."""
+VMAP_MODELS = 8
+"""How many models the ``vmap`` workload trains at once."""
+
+
+class Settings(NamedTuple):
+    """Run sizes: `FULL` for real measurements, `QUICK` to check the script end to end."""
+
+    examples: int | None
+    """Training examples used (``None``: all 60 000)."""
+    full_steps: int
+    """Full-batch steps of the ``full`` workload (the seed run took 151)."""
+    steady_steps: int
+    """Extra steps, each timed alone, whose median is the steady per-step time."""
+    vmap_steps: int
+    """Full-batch steps of the ``vmap`` workload."""
+
+
+FULL = Settings(examples=None, full_steps=151, steady_steps=20, vmap_steps=20)
+QUICK = Settings(examples=2048, full_steps=3, steady_steps=3, vmap_steps=3)
+
+
+def save_data(folder: Path, x: np.ndarray, y: np.ndarray) -> None:
+    """Write the training set once, for every worker to read the same arrays."""
+    np.save(folder / "x.npy", x)
+    np.save(folder / "y.npy", y)
+
+
+def load_data(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` float32 ``(N, 784)`` in ``[0, 1]`` and ``y`` int32 ``(N,)``, as `save_data` wrote."""
+    return np.load(folder / "x.npy"), np.load(folder / "y.npy")
+
+
+def median_ms(laps: Sequence[float]) -> float:
+    """The median of lap times in seconds, in milliseconds: robust to a busy machine's spikes."""
+    return 1000.0 * statistics.median(laps)
