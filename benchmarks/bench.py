@@ -68,8 +68,8 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
     ),
     "epoch": (
         Column("first_epoch_s", "1st epoch s (incl. compile)", "{:.2f}"),
-        Column("epoch_s", "2nd epoch s", "{:.2f}"),
-        Column("step_ms", "ms/step (2nd)", "{:.2f}"),
+        Column("epoch_s", "warm epoch s (median)", "{:.2f}"),
+        Column("step_ms", "ms/step (warm)", "{:.2f}"),
         Column("accuracy", "train acc", "{:.4f}"),
     ),
     "first_step": (
@@ -88,7 +88,7 @@ MEMORY = Column("peak_rss_mib", "peak RSS MiB", "{:.0f}")
 
 RATIOS: dict[str, tuple[tuple[str, str], ...]] = {
     "full": (("total_s", "total"), ("steady_ms", "step")),
-    "epoch": (("first_epoch_s", "1st epoch"), ("epoch_s", "2nd epoch")),
+    "epoch": (("first_epoch_s", "1st epoch"), ("epoch_s", "warm epoch")),
     "first_step": (("first_step_s", "1st step"),),
     "vmap": (("total_s", "total"), ("steady_ms", "step")),
 }

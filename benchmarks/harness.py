@@ -25,6 +25,7 @@ __all__ = [
     "QUICK",
     "SIZES",
     "VMAP_MODELS",
+    "WARM_EPOCHS",
     "Settings",
     "load_data",
     "median_ms",
@@ -55,6 +56,9 @@ class Settings(NamedTuple):
     vmap_steps: int
     """Full-batch steps of the ``vmap`` workload."""
 
+
+WARM_EPOCHS = 3
+"""Epochs timed after the first (compiled or warmed-up) one; the tables give their median."""
 
 FULL = Settings(examples=None, full_steps=151, steady_steps=20, vmap_steps=20)
 QUICK = Settings(examples=2048, full_steps=3, steady_steps=3, vmap_steps=3)

@@ -118,6 +118,12 @@ class FitResult(NamedTuple):
     history: dict[str, np.ndarray]
 
 
+@jax.jit
+def _data_stats(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One pass, one compile: are all of x finite, and the range of y."""
+    return jnp.all(jnp.isfinite(x)), jnp.min(y), jnp.max(y)
+
+
 def _validate_data(model: Layer, params: Params, x: Any, y: Any) -> tuple[jax.Array, jax.Array]:
     """Clear errors for bad data before anything is compiled; returns device arrays."""
     if getattr(x, "ndim", None) != 2:
@@ -130,8 +136,9 @@ def _validate_data(model: Layer, params: Params, x: Any, y: Any) -> tuple[jax.Ar
         raise ValueError(f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}")
     if x.shape[0] == 0:
         raise ValueError("x and y are empty: need at least one example")
-    x, y = jnp.asarray(x), jnp.asarray(y)
-    if not bool(jnp.all(jnp.isfinite(x))):
+    x, y = jax.device_put(x), jax.device_put(y)
+    finite, low, high = (int(v) for v in _data_stats(x, y))
+    if not finite:
         bad = int(jnp.argmax(~jnp.all(jnp.isfinite(x), axis=1)))
         raise ValueError(f"x contains NaN or inf (first at row {bad})")
     out = jax.eval_shape(model.apply, params, jax.ShapeDtypeStruct((1, x.shape[1]), x.dtype))
@@ -139,7 +146,6 @@ def _validate_data(model: Layer, params: Params, x: Any, y: Any) -> tuple[jax.Ar
     if y.ndim == 1:
         if not jnp.issubdtype(y.dtype, jnp.integer):
             raise TypeError(f"labels y must have an integer dtype, got {y.dtype}")
-        low, high = int(jnp.min(y)), int(jnp.max(y))
         if low < 0 or high >= classes:
             raise ValueError(
                 f"labels y must lie in [0, {classes}) for a model with {classes} outputs, "
@@ -234,7 +240,7 @@ def fit(
 
     * ``batch_size=None``: ``steps`` full-batch gradient steps (the seed's mode), one jitted
       step each; metrics are read back every ``log_every`` steps. With ``grads="manual"`` the
-      input is wrapped once as `Pretransposed` (one extra copy of ``x``) for a faster ``dW``.
+      input gets one transposed copy (`Pretransposed`) for a faster first ``dW``.
     * ``batch_size=B``: ``epochs`` epochs; each is one jitted ``lax.scan`` over the batches of a
       permutation drawn from ``fold_in(key, epoch)``, gathered on the device. The partial last
       batch is dropped unless ``drop_last=False`` (then it is one extra, separately compiled step).
@@ -265,16 +271,16 @@ def fit(
     """
     _check_mode(steps, epochs, batch_size, log_every, on_nonfinite)
     init_key, data_key = jax.random.split(key)
-    params = model.init(init_key) if params is None else jax.tree.map(jnp.copy, params)
+    params = jax.jit(model.init)(init_key) if params is None else jax.tree.map(jnp.copy, params)
     opt_state = optimizer.init(params) if opt_state is None else jax.tree.map(jnp.copy, opt_state)
     x, y = _validate_data(model, params, x, y)
     evaluate = None
     if eval_data is not None:
         evaluate = _make_eval(model, loss, *_validate_data(model, params, *eval_data))
+    x = _full_batch_input(x, batch_size, grads)
     step = _step_body(model, loss, optimizer, grads)
     return _run(step, params, opt_state, x, y, data_key, int(opt_state.timestep), steps, epochs,
-                batch_size, drop_last, log_every, progress, on_nonfinite, evaluate,
-                grads == "manual")  # fmt: skip
+                batch_size, drop_last, log_every, progress, on_nonfinite, evaluate)  # fmt: skip
 
 
 def fit_many(
@@ -344,6 +350,7 @@ def fit_many(
     params = jax.vmap(model.init)(jax.random.split(init_key, n))
     opt_state = jax.vmap(lambda p, h: make(h).init(p))(params, hparams)
     x, y = _validate_data(model, jax.tree.map(lambda a: a[0], params), x, y)
+    x = _full_batch_input(x, batch_size, grads)
 
     def step(params: Params, opt_state: OptState, x: jax.Array, y: jax.Array):
         def one(p: Params, s: OptState, h: jax.Array):
@@ -352,7 +359,7 @@ def fit_many(
         return jax.vmap(one)(params, opt_state, hparams)
 
     return _run(step, params, opt_state, x, y, data_key, 0, steps, epochs, batch_size, True,
-                log_every, progress, on_nonfinite, None, grads == "manual")  # fmt: skip
+                log_every, progress, on_nonfinite, None)  # fmt: skip
 
 
 def _run(
@@ -371,16 +378,13 @@ def _run(
     progress: bool,
     on_nonfinite: str,
     evaluate: Callable[[Params], Metrics] | None,
-    pretranspose: bool,
 ) -> FitResult:
     """The host loop shared by `fit` and `fit_many`: launch compiled chunks, read back metrics."""
     if batch_size is None:
         run_step = jax.jit(step, donate_argnums=(0, 1))
-        # x is the same every step: a transposed copy, made once, speeds up the first dW.
-        inputs = Pretransposed.of(x) if pretranspose and steps > 0 else x
         log = _Log(steps, "step", progress, on_nonfinite)
         for i in range(steps):
-            params, opt_state, metrics = run_step(params, opt_state, inputs, y)
+            params, opt_state, metrics = run_step(params, opt_state, x, y)
             log.add(start + i, metrics)
             if (i + 1) % log_every == 0 or i + 1 == steps:
                 log.flush("step", lambda index: index, per_batch=False)
@@ -413,6 +417,11 @@ def _run(
         if evaluate is not None:
             _log_eval(log, "eval_epoch", e + 1, evaluate(params))
     return FitResult(params, opt_state, log.history())
+
+
+def _full_batch_input(x: jax.Array, batch_size: int | None, grads: str) -> Any:
+    """Full batch with hand-written gradients: add a transposed copy of x (see `Pretransposed`)."""
+    return Pretransposed.of(x) if batch_size is None and grads == "manual" else x
 
 
 def _log_eval(log: _Log, name: str, index: int, metrics: Metrics) -> None:
