@@ -13,6 +13,9 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if "NNRS_JAX_DATA" not in os.environ and SHARED_DATA.is_dir():
     os.environ["NNRS_JAX_DATA"] = str(SHARED_DATA)
+if os.environ.get("NNRS_JAX_DATA"):
+    # Absolute, so that subprocesses and notebook kernels started in other folders find it too.
+    os.environ["NNRS_JAX_DATA"] = str(Path(os.environ["NNRS_JAX_DATA"]).resolve())
 
 
 @pytest.fixture
