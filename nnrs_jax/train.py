@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
@@ -29,8 +30,13 @@ def _accuracy(outputs: jax.Array, targets: jax.Array) -> jax.Array:
     return jnp.mean(hits.astype(outputs.dtype))
 
 
+@functools.lru_cache(maxsize=64)
 def _step_body(model: Layer, loss: Loss, optimizer: Optimizer, grads: str) -> StepFn:
-    """The pure (un-jitted) training step shared by `make_train_step` and the epoch scan."""
+    """The pure (un-jitted) training step shared by `make_train_step` and the epoch scan.
+
+    Cached, like the jitted functions built on it, so that calling `fit` again with the same
+    model, loss and optimizer (e.g. to resume) reuses the compiled code instead of retracing.
+    """
     if grads not in ("manual", "autodiff"):
         raise ValueError(f"grads must be 'manual' or 'autodiff', got {grads!r}")
 
@@ -78,9 +84,15 @@ def make_train_step(
         >>> sorted(metrics)
         ['accuracy', 'loss']
     """
-    return jax.jit(_step_body(model, loss, optimizer, grads), donate_argnums=(0, 1))
+    return _jit_step(_step_body(model, loss, optimizer, grads))
 
 
+@functools.lru_cache(maxsize=64)
+def _jit_step(step: StepFn) -> StepFn:
+    return jax.jit(step, donate_argnums=(0, 1))
+
+
+@functools.lru_cache(maxsize=64)
 def _make_epoch(step: StepFn, batch_size: int):
     """A jitted epoch: shuffle from ``key``, gather each batch inside one ``lax.scan``."""
 
@@ -381,7 +393,7 @@ def _run(
 ) -> FitResult:
     """The host loop shared by `fit` and `fit_many`: launch compiled chunks, read back metrics."""
     if batch_size is None:
-        run_step = jax.jit(step, donate_argnums=(0, 1))
+        run_step = _jit_step(step)
         log = _Log(steps, "step", progress, on_nonfinite)
         for i in range(steps):
             params, opt_state, metrics = run_step(params, opt_state, x, y)
@@ -402,7 +414,7 @@ def _run(
             f"opt_state.timestep {start} is not a whole number of epochs of {per_epoch} steps"
         )
     run_epoch = _make_epoch(step, batch_size)
-    tail_step = jax.jit(step, donate_argnums=(0, 1)) if per_epoch > n_batches else None
+    tail_step = _jit_step(step) if per_epoch > n_batches else None
     log = _Log(epochs, "epoch", progress, on_nonfinite)
     first_epoch = start // per_epoch
     for e in range(first_epoch, first_epoch + epochs):

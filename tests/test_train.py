@@ -37,7 +37,12 @@ def toy():
 
 
 def counted(loss: nj.Loss) -> nj.Loss:
-    """The same loss whose value may be traced only once (``chex.assert_max_traces``)."""
+    """The same loss whose value may be traced only once (``chex.assert_max_traces``).
+
+    chex keys its counters by where the function is defined, so parametrized tests share them:
+    start from zero.
+    """
+    chex.clear_trace_counter()
     return loss._replace(value=chex.assert_max_traces(lambda o, t: loss.value(o, t), n=1))
 
 
@@ -249,3 +254,14 @@ def test_compiled_step_does_each_product_once():
     # forward + dW for every layer, dx for all layers but the first; element-wise work is small.
     products = 2 * batch * (2 * macs + macs - 784 * 64)
     assert products <= flops <= 1.05 * products
+
+
+@pytest.mark.parametrize("mode", [{"steps": 3}, {"epochs": 2, "batch_size": 16}])
+def test_fit_again_reuses_the_compiled_step(toy, mode):
+    """Resuming with the same model, loss and optimizer must not trace the step again."""
+    x, y = toy
+    model, loss, opt = small_model(), counted(nj.cross_entropy), nj.adam(1e-2)
+    first = nj.fit(model, loss, opt, x, y, key=jax.random.key(0), progress=False, **mode)
+    again = nj.fit(model, loss, opt, x, y, key=jax.random.key(0), progress=False,
+                   params=first.params, opt_state=first.opt_state, **mode)  # fmt: skip
+    assert int(again.opt_state.timestep) == 2 * int(first.opt_state.timestep)
