@@ -152,6 +152,18 @@ def test_non_finite_loss_names_the_step(toy):
         nj.fit(small_model(), nj.mse, nj.sgd(1e3), x, y, **kwargs)
 
 
+def test_non_finite_loss_in_an_epoch_names_a_step_of_that_epoch(toy):
+    x, y = toy[0] * 1e3, toy[1]
+    kwargs = dict(key=jax.random.key(0), epochs=5, batch_size=16, progress=False)
+    with pytest.warns(RuntimeWarning, match="non-finite loss"):
+        warned = nj.fit(small_model(), nj.mse, nj.sgd(1e3), x, y, on_nonfinite="warn", **kwargs)
+    bad_epoch = int(np.argmin(np.isfinite(warned.history["loss"])))
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at step (\d+);") as error:
+        nj.fit(small_model(), nj.mse, nj.sgd(1e3), x, y, **kwargs)
+    step = int(str(error.value).split("step ")[1].split(";")[0])
+    assert 6 * bad_epoch <= step < 6 * (bad_epoch + 1)
+
+
 @pytest.mark.parametrize(
     ("change", "error", "match"),
     [
