@@ -110,6 +110,12 @@ def build_optimizer(spec: dict[str, Any], total_steps: int, steps_per_epoch: int
     return OPTIMIZERS[spec["optimizer"]](lr)
 
 
+def _regularizer_flag(text: str) -> str:
+    """Validate ``--regularizer`` while parsing; keep the text, which goes into saved metadata."""
+    parse_regularizer(text)
+    return text
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -141,7 +147,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     train.add_argument("--arch", default=d["arch"], type=parse_arch, help="e.g. 784-64-32-16-10")
     train.add_argument("--activation", default=d["activation"], choices=sorted(ACTIVATIONS))
     train.add_argument("--init", default=d["init"], choices=["he", "lecun", "glorot"])
-    train.add_argument("--regularizer", default=d["regularizer"],
+    train.add_argument("--regularizer", default=d["regularizer"], type=_regularizer_flag,
                        help="none | l1:LAM | l2:LAM | elastic_net:L1,L2")  # fmt: skip
     train.add_argument("--loss", default=d["loss"], choices=sorted(LOSSES))
     train.add_argument("--optimizer", default=d["optimizer"], choices=sorted(OPTIMIZERS))
@@ -182,10 +188,6 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--batch-size goes with --epochs, not with --steps (full batch)")
     if args.steps is not None and args.steps < 0:
         parser.error(f"--steps must be >= 0, got {args.steps}")
-    try:
-        parse_regularizer(args.regularizer)
-    except argparse.ArgumentTypeError as error:
-        parser.error(str(error))
     full_batch = args.steps is not None
     spec = {
         "arch": args.arch, "activation": args.activation, "init": args.init,
