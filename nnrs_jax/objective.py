@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
-from nnrs_jax.layers.base import Layer, Params
+from nnrs_jax.layers.base import Layer, Params, PRNGKey, State, backward, forward
 from nnrs_jax.losses import Loss
 
 __all__ = ["check_grads", "loss_and_grad", "penalty"]
@@ -17,48 +19,79 @@ def penalty(model: Layer, params: Params) -> jax.Array | float:
 
 
 def value_grad_outputs(
-    model: Layer, loss: Loss, params: Params, x: jax.Array, targets: jax.Array
-) -> tuple[jax.Array, Params, jax.Array]:
-    """`loss_and_grad` that also returns the model outputs (for metrics, at no extra cost)."""
-    outputs = model.apply(params, x)
+    model: Layer,
+    loss: Loss,
+    params: Params,
+    x: Any,
+    targets: jax.Array,
+    *,
+    state: State = None,
+    key: PRNGKey | None = None,
+    train: bool = False,
+) -> tuple[jax.Array, Params, jax.Array, State]:
+    """`loss_and_grad` that also returns the outputs (for metrics) and the new model state."""
+    outputs, new_state = forward(model, params, x, state=state, key=key, train=train)
     grad_outputs = loss.backward(outputs, targets)
-    grads, _ = model.backward(params, x, grad_outputs)
+    grads, _ = backward(model, params, x, grad_outputs, state=state, key=key, train=train)
     pen, pen_grads = model.penalty(params)
     total = loss.value(outputs, targets) + pen
-    return total, jax.tree.map(jnp.add, grads, pen_grads), outputs
+    return total, jax.tree.map(jnp.add, grads, pen_grads), outputs, new_state
 
 
 def loss_and_grad(
-    model: Layer, loss: Loss, params: Params, x: jax.Array, targets: jax.Array
+    model: Layer,
+    loss: Loss,
+    params: Params,
+    x: jax.Array,
+    targets: jax.Array,
+    *,
+    state: State = None,
+    key: PRNGKey | None = None,
+    train: bool = False,
 ) -> tuple[jax.Array, Params]:
     """Objective ``loss(model(x), targets) + penalty(params)`` and its gradient.
 
     The gradient comes only from the hand-written passes: ``loss.backward`` gives ``∂L/∂y``,
     ``model.backward`` carries it back through the layers, and each layer's penalty adds
-    ``l1·sign(W) + 2·l2·W`` to its weights. No ``jax.grad`` is involved.
+    ``l1·sign(W) + 2·l2·W`` to its weights. No ``jax.grad`` is involved. ``state``, ``key``
+    and ``train`` go to the model as in `nnrs_jax.forward` (``train=True`` for dropout masks
+    and batch statistics, with the key and state that training would use).
 
     Returns:
         ``(total, grads)`` with ``grads`` of the same tree as ``params``.
     """
-    total, grads, _ = value_grad_outputs(model, loss, params, x, targets)
+    total, grads, _, _ = value_grad_outputs(
+        model, loss, params, x, targets, state=state, key=key, train=train
+    )
     return total, grads
 
 
 def check_grads(
-    model: Layer, loss: Loss, params: Params, x: jax.Array, targets: jax.Array
+    model: Layer,
+    loss: Loss,
+    params: Params,
+    x: jax.Array,
+    targets: jax.Array,
+    *,
+    state: State = None,
+    key: PRNGKey | None = None,
+    train: bool = False,
 ) -> float:
     """Max relative difference between `loss_and_grad` and ``jax.grad`` of the same objective.
 
     For each leaf, ``max|g_manual − g_autodiff| / max(max|g_autodiff|, tiny)`` (a norm-wise
     relative error that stays meaningful where entries are zero); the result is the largest over
     all leaves and the loss value itself. Expect ~1e-15 in float64 and ~1e-7 in float32.
+    ``state``, ``key`` and ``train`` as in `loss_and_grad` (e.g. dropout with a fixed key, batch
+    norm in training mode).
     """
 
     def objective(p: Params) -> jax.Array:
-        return loss.value(model.apply(p, x), targets) + penalty(model, p)
+        outputs, _ = forward(model, p, x, state=state, key=key, train=train)
+        return loss.value(outputs, targets) + penalty(model, p)
 
     ref_value, ref_grads = jax.value_and_grad(objective)(params)
-    value, grads = loss_and_grad(model, loss, params, x, targets)
+    value, grads = loss_and_grad(model, loss, params, x, targets, state=state, key=key, train=train)
 
     def rel(a: jax.Array, b: jax.Array) -> float:
         tiny = jnp.finfo(b.dtype).tiny

@@ -41,7 +41,8 @@ def dense(
         db = Σ_batch dy  (out_dim,)
         dx = dy·Wᵀ      (batch, in_dim)
 
-    ``x`` may be a `Pretransposed` input; ``dW`` then uses its row-major ``xᵀ`` copy.
+    ``prepare(x)`` wraps an input that every step reuses as `Pretransposed` (full-batch
+    training); ``dW`` then uses its row-major ``xᵀ`` copy. Only this layer makes or reads it.
 
     Args:
         in_dim, out_dim: positive sizes.
@@ -97,4 +98,4 @@ def dense(
                 regularizer.grad(params.w), jnp.zeros_like(params.b)
             )
 
-    return Layer(init_params, apply, backward, penalty, name)
+    return Layer(init_params, apply, backward, penalty, name, prepare=Pretransposed.of)
