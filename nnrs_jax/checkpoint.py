@@ -2,10 +2,10 @@
 
 Two formats:
 
-* `save` / `load`: one ``.npz`` file holding every array of the parameter and optimizer-state
-  pytrees, keyed by its pytree path (``params[0].w``, ``opt_state.velocity[2].b``), plus the
-  step, the PRNG key and a JSON metadata string. `load` restores into a template, so
-  NamedTuples and dtypes come back exactly.
+* `save` / `load`: one ``.npz`` file holding every array of the parameter, optimizer-state and
+  model-state pytrees, keyed by its pytree path (``params[0].w``, ``opt_state.velocity[2].b``,
+  ``state[1].mean``), plus the step, the PRNG key and a JSON metadata string. `load` restores
+  into a template, so NamedTuples and dtypes come back exactly.
 * `save_csv` / `load_csv`: the text format of nn-rs, one ``w{i}.csv`` and one ``b{i}.csv`` per
   dense layer, for exchanging weights with the Rust library.
 
@@ -36,7 +36,7 @@ __all__ = ["Checkpoint", "load", "load_csv", "load_meta", "save", "save_csv"]
 PyTree = Any
 StrPath = str | os.PathLike
 
-# Entries of the .npz besides the trees; tree entries always start with "params" or "opt_state".
+# Entries of the .npz besides the trees; tree entries start with "params", "opt_state" or "state".
 _STEP, _KEY_DATA, _KEY_IMPL, _META, _DTYPES = "step", "key_data", "key_impl", "meta", "dtypes"
 
 
@@ -50,6 +50,8 @@ class Checkpoint(NamedTuple):
         step: the saved step as an ``int``, or ``None``.
         key: the saved PRNG key as a typed key array (``jax.random.key``), or ``None``.
         meta: the saved metadata ``dict``, or ``None``.
+        state: the model's non-trainable state (e.g. batch-norm running statistics) in the
+            tree type of the ``state`` template given to `load`, else ``None``.
     """
 
     params: PyTree
@@ -57,6 +59,7 @@ class Checkpoint(NamedTuple):
     step: int | None
     key: jax.Array | None
     meta: dict[str, Any] | None
+    state: PyTree | None = None
 
 
 def save(
@@ -66,6 +69,8 @@ def save(
     step: int | None = None,
     key: jax.Array | None = None,
     meta: dict[str, Any] | None = None,
+    *,
+    state: PyTree | None = None,
 ) -> None:
     """Write a checkpoint to one ``.npz`` file, atomically.
 
@@ -88,6 +93,8 @@ def save(
             implementation are stored), or a legacy ``uint32`` key from `jax.random.PRNGKey`,
             which `load` returns as the equivalent typed key.
         meta: optional JSON-serialisable ``dict``, e.g. a description of the architecture.
+        state: optional model state (`FitResult.state`, e.g. batch-norm running statistics),
+            stored under ``state…``.
 
     Raises:
         TypeError: a leaf that is not a numeric array, a ``step`` that is not an int, a ``key``
@@ -105,10 +112,11 @@ def save(
         (10, {'hidden': 3}, (3, 2))
     """
     arrays, dtype_names = _tree_arrays("params", params)
-    if opt_state is not None:
-        state_arrays, state_dtype_names = _tree_arrays("opt_state", opt_state)
-        arrays.update(state_arrays)
-        dtype_names.update(state_dtype_names)
+    for prefix, tree in (("opt_state", opt_state), ("state", state)):
+        if tree is not None:
+            tree_arrays, tree_dtype_names = _tree_arrays(prefix, tree)
+            arrays.update(tree_arrays)
+            dtype_names.update(tree_dtype_names)
     if dtype_names:
         arrays[_DTYPES] = np.array(json.dumps(dtype_names))
     if step is not None:
@@ -124,7 +132,7 @@ def save(
     _write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
-def load(path: StrPath, like: PyTree) -> Checkpoint:
+def load(path: StrPath, like: PyTree, *, state: PyTree | None = None) -> Checkpoint:
     """Read a checkpoint written by `save` into the tree types of a template.
 
     ``like`` is either the parameter template alone, or a pair ``(params_template,
@@ -137,15 +145,17 @@ def load(path: StrPath, like: PyTree) -> Checkpoint:
         It is read as a pair when its second element is ``None`` or its first element matches
         the checkpoint's parameter entries, and as the parameter template otherwise.
 
-    The stored optimizer state is returned only when a template for it is given. Arrays come
+    The stored optimizer state is returned only when a template for it is given; likewise the
+    model state only when ``state`` gives its template (e.g. ``model.init_state()``). Arrays come
     back as `jax.Array` with the stored dtype, bit for bit.
 
     Args:
         path: a file written by `save`.
         like: ``params_template`` or ``(params_template, opt_state_template | None)``.
+        state: optional template of the model state.
 
     Returns:
-        ``Checkpoint(params, opt_state, step, key, meta)``.
+        ``Checkpoint(params, opt_state, step, key, meta, state)``.
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -181,6 +191,14 @@ def load(path: StrPath, like: PyTree) -> Checkpoint:
                 "opt_state template; pass the parameter template alone"
             )
         opt_state = _restore("opt_state", state_like, stored, problems)
+    model_state = None
+    if state is not None:
+        if jax.tree_util.tree_leaves(state) and not any(_in_tree("state", n) for n in stored):
+            raise ValueError(
+                f"load: {str(path)!r} holds no model state, but `state` gives a template; "
+                "save it with nj.save(..., state=result.state)"
+            )
+        model_state = _restore("state", state, stored, problems)
     if problems:
         raise ValueError(f"load: {str(path)!r} does not match `like`:\n  " + "\n  ".join(problems))
 
@@ -189,7 +207,7 @@ def load(path: StrPath, like: PyTree) -> Checkpoint:
     if _KEY_DATA in stored:
         key = jax.random.wrap_key_data(jnp.asarray(stored[_KEY_DATA]), impl=str(stored[_KEY_IMPL]))
     meta = json.loads(str(stored[_META])) if _META in stored else None
-    return Checkpoint(params, opt_state, step, key, meta)
+    return Checkpoint(params, opt_state, step, key, meta, model_state)
 
 
 def load_meta(path: StrPath) -> dict[str, Any] | None:

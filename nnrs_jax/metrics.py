@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nnrs_jax.layers.base import Layer, Params
+from nnrs_jax.layers.base import Layer, Params, State, forward, has_state
 from nnrs_jax.losses import Loss, cross_entropy
 
 __all__ = ["Report", "confusion_matrix", "evaluate"]
@@ -93,6 +94,27 @@ def confusion_matrix(labels: Any, predictions: Any, classes: int) -> np.ndarray:
     return np.bincount(flat, minlength=classes * classes).reshape(classes, classes)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _batch_stats(
+    model: Layer,
+    loss: Loss,
+    params: Params,
+    state: State,
+    xb: jax.Array,
+    yb: jax.Array,
+    n: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """Summed loss over the first ``n`` rows and the predictions of one padded batch.
+
+    Compiled once per model, loss and batch shape: repeated `evaluate` calls reuse it.
+    """
+    outputs, _ = forward(model, params, xb, state=state)
+    valid = jnp.arange(xb.shape[0], dtype=n.dtype) < n
+    # Padded rows get their own loss 0 by scaling the mean back to a sum over valid rows.
+    per_example = jax.vmap(lambda o, t: loss.value(o[None], t[None]))(outputs, yb)
+    return jnp.sum(jnp.where(valid, per_example, 0)), jnp.argmax(outputs, axis=-1)
+
+
 def evaluate(
     model: Layer,
     params: Params,
@@ -102,24 +124,35 @@ def evaluate(
     *,
     batch_size: int = 10_000,
     zero_division: float = 0.0,
+    state: State = None,
 ) -> Report:
     """Evaluate a classifier on ``(x, y)`` in fixed-size batches (one compilation).
 
     ``loss`` is the data loss (no penalty), averaged over all examples. The last batch is padded
-    to ``batch_size`` and the padding ignored, so any ``N`` costs one compile.
+    to ``batch_size`` and the padding ignored, so any ``N`` costs one compile. The model runs in
+    inference mode (``train=False``: no dropout, batch norm on its running statistics).
 
     Args:
-        x: ``(N, features)`` floats. y: integer labels ``(N,)`` or one-hot ``(N, classes)``.
+        x: ``(N, ...)`` floats, e.g. ``(N, 784)`` or ``(N, 28, 28, 1)``.
+            y: integer labels ``(N,)`` or one-hot ``(N, classes)``.
         loss: a `Loss` whose value is a mean over the batch (e.g. `cross_entropy`).
         batch_size: examples per compiled batch.
         zero_division: value of a precision/recall/F1 whose denominator is 0.
+        state: the model state (`FitResult.state`); needed when the model has one.
 
     Returns:
         A `Report`; ``str(report)`` prints the matrix and per-class lines like the seed.
     """
     x, y = np.asarray(x), np.asarray(y)
-    if x.ndim != 2 or not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"x must be a floating (N, features) array, got {x.shape} {x.dtype}")
+    if x.ndim < 2 or not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"evaluate: x must be a floating (N, ...) array, got {x.shape} {x.dtype}")
+    if state is None:
+        if has_state(model):
+            raise ValueError(
+                f"evaluate: {model.name} keeps state (e.g. batch-norm running statistics); "
+                "pass state=result.state"
+            )
+        state = model.init_state()
     if y.ndim == 2:
         y = np.argmax(y, axis=1)
     if y.ndim != 1 or y.shape[0] != x.shape[0] or not np.issubdtype(y.dtype, np.integer):
@@ -130,19 +163,14 @@ def evaluate(
         raise ValueError("x and y are empty: nothing to evaluate")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    classes = jax.eval_shape(model.apply, params, jax.ShapeDtypeStruct((1, x.shape[1]), x.dtype))
+    example = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)
+    classes = jax.eval_shape(
+        lambda p, s, a: forward(model, p, a, state=s)[0], params, state, example
+    )
     classes = classes.shape[-1]
     if y.min() < 0 or y.max() >= classes:
         raise ValueError(f"labels must lie in [0, {classes}), got [{y.min()}, {y.max()}]")
     y = y.astype(np.int32)
-
-    @jax.jit
-    def batch_stats(params: Params, xb: jax.Array, yb: jax.Array, n: jax.Array):
-        outputs = model.apply(params, xb)
-        valid = jnp.arange(xb.shape[0], dtype=n.dtype) < n
-        # Padded rows get their own loss 0 by scaling the mean back to a sum over valid rows.
-        per_example = jax.vmap(lambda o, t: loss.value(o[None], t[None]))(outputs, yb)
-        return jnp.sum(jnp.where(valid, per_example, 0)), jnp.argmax(outputs, axis=-1)
 
     size = min(batch_size, x.shape[0])
     total, predictions = 0.0, []
@@ -150,9 +178,9 @@ def evaluate(
         xb, yb = x[start : start + size], y[start : start + size]
         n = xb.shape[0]
         if n < size:
-            xb = np.concatenate([xb, np.zeros((size - n, x.shape[1]), x.dtype)])
+            xb = np.concatenate([xb, np.zeros((size - n, *x.shape[1:]), x.dtype)])
             yb = np.concatenate([yb, np.zeros(size - n, yb.dtype)])
-        s, pred = batch_stats(params, xb, yb, jnp.asarray(n, jnp.int32))
+        s, pred = _batch_stats(model, loss, params, state, xb, yb, jnp.asarray(n, jnp.int32))
         total += float(s)
         predictions.append(np.asarray(pred)[:n])
     matrix = confusion_matrix(y, np.concatenate(predictions), classes)

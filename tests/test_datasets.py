@@ -11,10 +11,12 @@ import os
 import shutil
 import socket
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pooch
 import pytest
 
 from nnrs_jax import datasets
@@ -79,6 +81,7 @@ def reference() -> tuple[np.ndarray, np.ndarray]:
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No NNRS_JAX_DATA, no project data/ folder, and a fresh HOME: only ~/.cache is searched."""
     monkeypatch.delenv("NNRS_JAX_DATA", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)  # the per-user cache is then ~/.cache
     monkeypatch.setattr(datasets, "_PROJECT_DATA", None)
     home = tmp_path / "home"
     home.mkdir()
@@ -149,7 +152,11 @@ def test_checksum_mismatch_names_the_file(tmp_path: Path) -> None:
     bad.write_bytes(gzip.compress(bytes(labels)))
     with pytest.raises(ValueError, match="checksum") as info:
         mnist("test", data_dir=tmp_path, download=False)
-    assert str(bad) in str(info.value)
+    message = str(info.value)
+    assert message.startswith(f"mnist: {bad}: ")
+    assert f"expected {MNIST_SHA256[TEST_LABELS]}, got {hashlib.sha256(labels).hexdigest()}" in (
+        message
+    )
     _, y = mnist("test", data_dir=tmp_path, download=False, verify=False)
     assert y[0] == labels[8]
 
@@ -224,6 +231,22 @@ _BAD_IDX = {
     "trailing": (_idx_images(_PIXELS) + b"\x00", _idx_labels(_LABELS), "images", "trailing bytes"),
     "bad-gzip": (gzip.compress(_idx_images(_PIXELS))[:-20], _idx_labels(_LABELS), "images", "gzip"),
     "counts": (_idx_images(_PIXELS), _idx_labels(np.array([3])), "both", "2 images.*1 labels"),
+    "empty-file": (b"", _idx_labels(_LABELS), "images", "got only 0 bytes"),
+    "no-examples": (_idx_images(_PIXELS[:0]), _idx_labels(_LABELS[:0]), "images", "0 x 28 x 28"),
+    "zero-width": (
+        np.array([2051, 2, 28, 0], ">u4").tobytes(),
+        _idx_labels(_LABELS),
+        "images",
+        "every dimension >= 1",
+    ),
+    # Three 32-bit dimensions whose product overflows int64: still compared exactly.
+    "absurd-header": (
+        np.array([2051, 2**32 - 1, 2**32 - 1, 2**32 - 1], ">u4").tobytes() + b"\x00" * 64,
+        _idx_labels(_LABELS),
+        "images",
+        "declares 4294967295 x 4294967295 x 4294967295",
+    ),
+    "text-file": (b"<html>404 Not Found</html>", _idx_labels(_LABELS), "images", "2051"),
     # A float (0x0d) idx file is a valid idx file but not the unsigned-byte type MNIST uses.
     "float-type": (
         b"\x00\x00\x0d\x03" + _idx_images(_PIXELS)[4:],
@@ -245,6 +268,7 @@ def test_load_idx_rejects_bad_files(
     labels_path.write_bytes(labels)
     with pytest.raises(ValueError, match=match) as info:
         load_idx(images_path, labels_path)
+    assert str(info.value).startswith("load_idx: ")
     if bad in ("images", "both"):
         assert str(images_path) in str(info.value)
     if bad in ("labels", "both"):
@@ -257,7 +281,7 @@ def test_mnist_truncated_real_file_without_verify(tmp_path: Path) -> None:
     (tmp_path / TEST_LABELS).write_bytes(_gunzip(TEST_LABELS))
     with pytest.raises(ValueError, match="truncated") as info:
         mnist("test", data_dir=tmp_path, download=False, verify=False)
-    assert str(tmp_path / TEST_IMAGES) in str(info.value)
+    assert str(info.value).startswith(f"mnist: {tmp_path / TEST_IMAGES}: ")
 
 
 def test_lookup_order(isolated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -364,7 +388,10 @@ def test_download_rejects_a_corrupt_copy(isolated: Path, tmp_path: Path) -> None
     with _serve(corrupt) as url, pytest.raises(FileNotFoundError, match="checksum") as info:
         mnist("test", data_dir=cache, mirrors=[url], progress=False)
     assert f"{url}{TEST_IMAGES}.gz" in str(info.value)
-    assert list(cache.iterdir()) == []  # neither the temp file nor a final file remains
+    assert f"expected {MNIST_SHA256[TEST_IMAGES]}, got {hashlib.sha256(images).hexdigest()}" in (
+        str(info.value)
+    )
+    assert not cache.exists()  # no temp file, no final file, and not the folder it created
     with _serve(corrupt) as bad_url, _serve(SHARED_MNIST) as good_url:
         _, y = mnist("test", data_dir=cache, mirrors=[bad_url, good_url], progress=False)
     assert len(y) == 10000
@@ -384,7 +411,7 @@ def test_download_without_verify_still_checks_the_idx_format(
         (served / f"{TEST_IMAGES}.gz").write_bytes(gzip.compress(b"<html>not found</html>"))
         with pytest.raises(FileNotFoundError, match="magic number"):
             mnist("test", data_dir=tmp_path / "cache2", mirrors=[url], verify=False)
-    assert list((tmp_path / "cache2").iterdir()) == []
+    assert not (tmp_path / "cache2").exists()
 
 
 def test_offline_error_names_folders_and_env_var(isolated: Path, tmp_path: Path) -> None:
@@ -396,19 +423,49 @@ def test_offline_error_names_folders_and_env_var(isolated: Path, tmp_path: Path)
     assert str(cache) in message
     assert "NNRS_JAX_DATA" in message
     assert f"{mirror}train-images-idx3-ubyte.gz" in message
-    assert list(cache.iterdir()) == []
+    assert message.startswith("mnist: ")
+    assert not (isolated / ".cache").exists()  # the folders it created are gone again
     with pytest.raises(FileNotFoundError, match="NNRS_JAX_DATA") as info:
         mnist("test", data_dir=tmp_path / "nowhere", download=False)
     assert str(tmp_path / "nowhere") in str(info.value)
 
 
-def test_mnist_rejects_bad_arguments(isolated: Path) -> None:
-    with pytest.raises(ValueError, match=r"split.*'validation'"):
-        mnist("validation")
-    with pytest.raises(ValueError, match="timeout"):
-        mnist("test", timeout=0)
-    with pytest.raises(TypeError, match="mirrors"):
-        mnist("test", mirrors="http://example.com/")
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"split": "validation"}, ValueError, r"mnist: split must be one of .*'validation'"),
+        ({"split": 0}, TypeError, r"mnist: split must be one of .*0 \(int\)"),
+        ({"timeout": 0}, ValueError, "mnist: timeout must be a finite float > 0, got 0.0"),
+        (
+            {"timeout": float("nan")},
+            ValueError,
+            "mnist: timeout must be a finite float > 0, got nan",
+        ),
+        ({"timeout": "5"}, TypeError, "mnist: timeout must be a float, got '5'"),
+        ({"mirrors": "http://example.com/"}, TypeError, "mnist: mirrors must be a sequence"),
+        ({"mirrors": [None]}, TypeError, r"mnist: mirrors must be a sequence .*\[None\]"),
+        ({"flatten": "no"}, TypeError, "mnist: flatten must be a bool, got 'no' \\(str\\)"),
+        ({"verify": 1}, TypeError, "mnist: verify must be a bool, got 1 \\(int\\)"),
+        ({"download": None}, TypeError, "mnist: download must be a bool, got None"),
+        ({"progress": "yes"}, TypeError, "mnist: progress must be a bool, got 'yes'"),
+    ],
+)
+def test_mnist_rejects_bad_arguments(
+    isolated: Path, kwargs: dict[str, object], error: type[Exception], match: str
+) -> None:
+    kwargs = {"split": "test", **kwargs}
+    with pytest.raises(error, match=match):
+        mnist(**kwargs)  # type: ignore[arg-type]
+    assert not (isolated / ".cache").exists()  # rejected before any folder is touched
+
+
+def test_mnist_accepts_numpy_scalars(tmp_path: Path) -> None:
+    _write_synthetic_test_split(tmp_path, 4)
+    x, _ = mnist(
+        "test", tmp_path, np.bool_(False), verify=np.bool_(False), flatten=np.bool_(False),
+        timeout=np.float32(2.5),
+    )  # fmt: skip
+    assert x.shape == (4, 28, 28, 1)
 
 
 def _write_csv(path: Path, header: list[str], rows: np.ndarray | list[list[object]]) -> None:
@@ -450,6 +507,12 @@ def _row(label: object = 1, pixel: object = 0, n: int = 784) -> list[object]:
         (_HEADER, [_row(pixel=256)], r"\[0, 255\]"),
         (_HEADER, [_row(label=-1)], "non-negative integers"),
         (_HEADER, [_row(label=1.5)], "non-negative integers"),
+        (_HEADER, [_row(label="nan")], "non-negative integers"),
+        (_HEADER, [_row(pixel="nan")], r"\[0, 255\], got min nan"),
+        (_HEADER, [_row(pixel="inf")], r"\[0, 255\], got min inf"),
+        (_HEADER, [_row(pixel=-1)], r"\[0, 255\], got min -1"),
+        (_HEADER, [_row(), _row()[:400]], "number of columns changed"),  # a truncated last row
+        (_HEADER, [_row(), [1, 2]], "number of columns changed"),
     ],
 )
 def test_load_csv_errors(
@@ -462,4 +525,258 @@ def test_load_csv_errors(
         _write_csv(path, header, rows)
     with pytest.raises(ValueError, match=match) as info:
         load_csv(path)
-    assert str(path) in str(info.value)
+    assert str(info.value).startswith(f"load_csv: {path}: ")
+
+
+def test_load_csv_rejects_a_binary_file(tmp_path: Path) -> None:
+    path = tmp_path / "digits.csv"
+    path.write_bytes(gzip.compress(b"label,pixel0\n1,0\n"))  # a gzipped CSV is not read as text
+    with pytest.raises(ValueError, match="not a text CSV file") as info:
+        load_csv(path)
+    assert str(info.value).startswith(f"load_csv: {path}: ")
+
+
+# Pixel scaling: every loader gives float32(pixel) / 255, the correctly rounded quotient. Dividing
+# in float64 and rounding once to float32 gives the same bits (53 >= 2·24 + 2 bits, so the
+# double rounding is harmless), an independent way to compute the expected values.
+_ALL_PIXELS = np.arange(256)
+_EXPECTED_SCALED = (_ALL_PIXELS.astype(np.float64) / 255).astype(np.float32)
+
+
+def test_load_idx_scaling_is_bit_exact(tmp_path: Path) -> None:
+    (tmp_path / "i").write_bytes(_idx_images(_ALL_PIXELS.reshape(1, 16, 16)))
+    (tmp_path / "l").write_bytes(_idx_labels(np.array([0])))
+    x, _ = load_idx(tmp_path / "i", tmp_path / "l")
+    np.testing.assert_array_equal(x[0].view(np.uint32), _EXPECTED_SCALED.view(np.uint32))
+
+
+def test_load_csv_scaling_is_bit_exact(tmp_path: Path) -> None:
+    pixels = np.resize(_ALL_PIXELS, 784)  # every value 0..255, repeated
+    path = tmp_path / "digits.csv"
+    _write_csv(path, _HEADER, [[5, *pixels]])
+    x, _ = load_csv(path)
+    expected = (pixels.astype(np.float64) / 255).astype(np.float32)
+    np.testing.assert_array_equal(x[0].view(np.uint32), expected.view(np.uint32))
+
+
+def test_load_idx_flatten_false_is_nhwc(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    pixels, labels = rng.integers(0, 256, (5, 3, 4)), rng.integers(0, 10, 5)
+    (tmp_path / "i").write_bytes(_idx_images(pixels))
+    (tmp_path / "l").write_bytes(_idx_labels(labels))
+    x, y = load_idx(tmp_path / "i", tmp_path / "l", flatten=False)
+    assert x.shape == (5, 3, 4, 1) and x.dtype == np.float32 and x.flags.c_contiguous
+    np.testing.assert_array_equal(x[..., 0], pixels.astype(np.float32) / 255)
+    np.testing.assert_array_equal(y, labels)
+    with pytest.raises(TypeError, match="load_idx: flatten must be a bool, got 0 \\(int\\)"):
+        load_idx(tmp_path / "i", tmp_path / "l", flatten=0)  # type: ignore[arg-type]
+
+
+def test_load_csv_flatten_false_is_nhwc(tmp_path: Path) -> None:
+    pixels = np.arange(2 * 784).reshape(2, 784) % 256
+    path = tmp_path / "digits.csv"
+    _write_csv(path, _HEADER, np.insert(pixels, 0, [4, 2], axis=1))
+    x, y = load_csv(path, flatten=False)
+    assert x.shape == (2, 28, 28, 1) and x.dtype == np.float32
+    # Row-major: pixel k of a row is image row k // 28, column k % 28.
+    np.testing.assert_array_equal(x[..., 0], pixels.reshape(2, 28, 28).astype(np.float32) / 255)
+    np.testing.assert_array_equal(y, [4, 2])
+    with pytest.raises(TypeError, match="load_csv: flatten must be a bool"):
+        load_csv(path, flatten="no")  # type: ignore[arg-type]
+
+
+@requires_mnist
+def test_mnist_flatten_false(reference: tuple[np.ndarray, np.ndarray]) -> None:
+    x, y = mnist("test", download=False, flatten=False)
+    assert x.shape == (10000, 28, 28, 1) and x.dtype == np.float32 and x.flags.c_contiguous
+    np.testing.assert_array_equal(x.reshape(10000, 784), reference[0])
+    np.testing.assert_array_equal(y, reference[1])
+
+
+def _sums(images: bytes, labels: bytes) -> tuple[str, str]:
+    return hashlib.sha256(images).hexdigest(), hashlib.sha256(labels).hexdigest()
+
+
+def test_load_idx_verifies_given_sums(tmp_path: Path) -> None:
+    images, labels = _idx_images(_PIXELS), _idx_labels(_LABELS)
+    images_path, labels_path = tmp_path / "images.gz", tmp_path / "labels"
+    images_path.write_bytes(gzip.compress(images))  # the sums are of the decompressed content
+    labels_path.write_bytes(labels)
+    good = _sums(images, labels)
+    x, y = load_idx(images_path, labels_path, sha256=good)
+    np.testing.assert_array_equal(y, _LABELS)
+    x_upper, _ = load_idx(images_path, labels_path, sha256=[s.upper() for s in good])
+    np.testing.assert_array_equal(x_upper, x)
+
+    other = _idx_labels(np.array([3, 8]))
+    expected = hashlib.sha256(other).hexdigest()
+    with pytest.raises(ValueError, match="checksum mismatch") as info:
+        load_idx(images_path, labels_path, sha256=(good[0], expected))
+    message = str(info.value)
+    assert message.startswith(f"load_idx: {labels_path}: ")
+    assert f"expected {expected}, got {good[1]}" in message
+
+
+@pytest.mark.parametrize(
+    ("sha256", "error", "match"),
+    [
+        ("ab" * 32, TypeError, "load_idx: sha256 must be a pair of hex strings"),
+        (123, TypeError, r"load_idx: sha256 must be a pair of hex strings .*123 \(int\)"),
+        ((b"a" * 64, b"b" * 64), TypeError, "load_idx: sha256 must be a pair of hex strings"),
+        (("a" * 64,), ValueError, "load_idx: sha256 must hold 2 sums .*got 1"),
+        (("a" * 64, "b" * 63), ValueError, "sha256 of the labels must be 64 hexadecimal digits"),
+        (("g" * 64, "b" * 64), ValueError, "sha256 of the images must be 64 hexadecimal digits"),
+    ],
+)
+def test_load_idx_rejects_malformed_sums(
+    tmp_path: Path, sha256: object, error: type[Exception], match: str
+) -> None:
+    (tmp_path / "i").write_bytes(_idx_images(_PIXELS))
+    (tmp_path / "l").write_bytes(_idx_labels(_LABELS))
+    with pytest.raises(error, match=match):
+        load_idx(tmp_path / "i", tmp_path / "l", sha256=sha256)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("pixels", "labels", "match"),
+    [
+        (np.zeros((2, 27, 27)), np.array([1, 2]), "expected images of 28 x 28 pixels, got 27 x 27"),
+        (
+            np.zeros((2, 28, 28)),
+            np.array([1, 10]),
+            r"expected labels in 0\.\.9, got labels up to 10",
+        ),
+    ],
+)
+def test_mnist_rejects_other_datasets_shapes(
+    tmp_path: Path, pixels: np.ndarray, labels: np.ndarray, match: str
+) -> None:
+    (tmp_path / TEST_IMAGES).write_bytes(_idx_images(pixels))
+    (tmp_path / TEST_LABELS).write_bytes(_idx_labels(labels))
+    with pytest.raises(ValueError, match=match) as info:
+        mnist("test", data_dir=tmp_path, download=False, verify=False)
+    assert str(info.value).startswith(f"mnist: {tmp_path}")
+
+
+def test_idx_conversion_makes_no_temporary_copy(tmp_path: Path) -> None:
+    n = 2000
+    rng = np.random.default_rng(2)
+    images = _idx_images(rng.integers(0, 256, (n, 28, 28)))
+    (tmp_path / "i").write_bytes(images)
+    (tmp_path / "l").write_bytes(_idx_labels(rng.integers(0, 10, n)))
+    tracemalloc.start()
+    try:
+        x, _ = load_idx(tmp_path / "i", tmp_path / "l")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # The file's bytes and the float32 result (NumPy reports its buffers to tracemalloc); a
+    # float64 temporary would add 2 * x.nbytes, a second float32 copy x.nbytes.
+    assert peak < len(images) + x.nbytes + x.nbytes // 4, (peak, len(images), x.nbytes)
+
+
+class _TruncatingHandler(http.server.BaseHTTPRequestHandler):
+    """Announces a 1 MB body, sends 1 kB of it, then closes the connection."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(1 << 20))
+        self.end_headers()
+        self.wfile.write(b"\x1f\x8b" + b"\x00" * 1022)
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _serve_truncated() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TruncatingHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@contextlib.contextmanager
+def _silent_server() -> Iterator[str]:
+    """Accepts connections (the kernel's backlog does) but never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*")) if folder.exists() else []
+
+
+def test_download_falls_through_a_broken_transfer_and_a_silent_mirror(
+    isolated: Path, tmp_path: Path
+) -> None:
+    served, cache = tmp_path / "served", tmp_path / "a" / "b" / "cache"
+    _write_synthetic_test_split(served, 4)
+    for name in (TEST_IMAGES, TEST_LABELS):
+        (served / f"{name}.gz").write_bytes(gzip.compress((served / name).read_bytes()))
+    with _serve_truncated() as broken, _silent_server() as silent:
+        with pytest.raises(FileNotFoundError) as info:
+            mnist("test", data_dir=cache, mirrors=[broken, silent], verify=False, timeout=0.5)
+        message = str(info.value)
+        assert f"{broken}{TEST_IMAGES}.gz: " in message and f"{silent}{TEST_IMAGES}.gz: " in message
+        assert "timed out" in message.lower()
+        assert not (tmp_path / "a").exists()  # every folder it created is removed again
+        with _serve(served) as good:
+            _, y = mnist("test", data_dir=cache, mirrors=[broken, silent, good], verify=False,
+                         timeout=0.5, progress=False)  # fmt: skip
+    assert len(y) == 4
+    assert _leftovers(cache) == [f"{TEST_IMAGES}.gz", f"{TEST_LABELS}.gz"]
+
+
+def test_download_keeps_a_verified_file_when_the_other_is_missing(
+    isolated: Path, tmp_path: Path
+) -> None:
+    served, cache = tmp_path / "served", tmp_path / "cache"
+    _write_synthetic_test_split(served, 4)
+    (served / f"{TEST_IMAGES}.gz").write_bytes(gzip.compress((served / TEST_IMAGES).read_bytes()))
+    (served / TEST_LABELS).unlink()
+    with _serve(served) as url, pytest.raises(FileNotFoundError, match="404") as info:
+        mnist("test", data_dir=cache, mirrors=[url], verify=False, progress=False)
+    assert f"{url}{TEST_LABELS}.gz: " in str(info.value)
+    # The images arrived whole and checked; the labels left no partial or temp file.
+    assert _leftovers(cache) == [f"{TEST_IMAGES}.gz"]
+
+
+def test_interrupted_download_leaves_nothing(
+    isolated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Interrupted(pooch.HTTPDownloader):
+        def __call__(self, url: str, output_file: str, caller: object) -> None:
+            Path(output_file).write_bytes(b"\x1f\x8b partial")
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(pooch, "HTTPDownloader", Interrupted)
+    cache = tmp_path / "new" / "cache"
+    with pytest.raises(KeyboardInterrupt):
+        mnist("test", data_dir=cache, mirrors=["http://127.0.0.1:9/"], progress=False)
+    assert not (tmp_path / "new").exists()
+
+
+def test_download_default_target_is_pooch_user_cache(
+    isolated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served, xdg = tmp_path / "served", tmp_path / "xdg"
+    _write_synthetic_test_split(served, 3)
+    for name in (TEST_IMAGES, TEST_LABELS):
+        (served / f"{name}.gz").write_bytes(gzip.compress((served / name).read_bytes()))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
+    assert datasets._cache_dir() == Path(pooch.os_cache("nnrs_jax"))
+    with _serve(served) as url:
+        _, y = mnist("test", mirrors=[url], verify=False, progress=False)
+    assert len(y) == 3
+    if os.name == "posix" and os.uname().sysname == "Linux":
+        assert _leftovers(xdg / "nnrs_jax") == [f"{TEST_IMAGES}.gz", f"{TEST_LABELS}.gz"]

@@ -258,7 +258,8 @@ def test_compiled_step_does_each_product_once():
     sizes, batch = [784, 64, 32, 16, 10], 1000
     model, opt = seed_model(), nj.nadam(5e-4)
     params = model.init(jax.random.key(0))
-    args = (params, opt.init(params), np.zeros((batch, 784), np.float32), np.zeros(batch, np.int32))
+    x, y = np.zeros((batch, 784), np.float32), np.zeros(batch, np.int32)
+    args = (params, model.init_state(), opt.init(params), x, y, jax.random.key(1))
     cost = jax.jit(_step_body(model, nj.cross_entropy, opt, "manual")).lower(*args).compile()
     cost = cost.cost_analysis()
     flops = (cost[0] if isinstance(cost, list) else cost)["flops"]
