@@ -10,7 +10,7 @@ import numpy as np
 from harness import B1, B2, BATCH, EPS, L1, L2, LR, WARM_EPOCHS, Settings, median_ms
 
 import nnrs_jax as nj
-from nnrs_jax.train import _make_epoch, _step_body
+from nnrs_jax.train import _Carry, _make_epoch, _step_body
 
 __all__ = ["epoch", "first_step", "full", "vmap"]
 
@@ -77,10 +77,10 @@ def full(x: np.ndarray, y: np.ndarray, settings: Settings) -> dict[str, float]:
     jax.block_until_ready(result.params)
     total = time.perf_counter() - start
     accuracy = _accuracy(model, result.params, x, y)
-    # fit keeps its compiled step to itself: the steady step is timed on the same step, compiled
-    # anew, fed the same Pretransposed input as fit feeds it.
+    # The steady step is timed on the same step body, fed the same prepared input (dense's
+    # Pretransposed copy) as fit feeds it; fit's own copy is freed when it returns.
     step = nj.make_train_step(model, nj.cross_entropy, opt)
-    inputs = nj.Pretransposed.of(x)
+    inputs = model.prepare(x)
     steady = _steady_ms(step, result.params, result.opt_state, inputs, y, settings.steady_steps)
     return {"total_s": total, "steady_ms": steady, "accuracy": accuracy}
 
@@ -107,14 +107,15 @@ def epoch(x: np.ndarray, y: np.ndarray, settings: Settings) -> dict[str, float]:
     # Each fit call compiles its epoch afresh, so the warm epochs are timed on the compiled
     # epoch fit runs (one lax.scan over the batches): called once to compile, then timed.
     run_epoch = _make_epoch(_step_body(model, nj.cross_entropy, opt, "manual"), BATCH)
-    params, state, _ = run_epoch(result.params, result.opt_state, x, y, jax.random.key(1))
+    carry = _Carry(result.params, result.state, result.opt_state, jnp.asarray(0, jnp.int32))
+    noise = jax.random.key(99)
+    carry, _ = run_epoch(carry, x, y, jax.random.key(1), noise)
     laps = []
     for e in range(WARM_EPOCHS):
         start = time.perf_counter()
-        params, state, _ = jax.block_until_ready(
-            run_epoch(params, state, x, y, jax.random.key(2 + e))
-        )
+        carry, _ = jax.block_until_ready(run_epoch(carry, x, y, jax.random.key(2 + e), noise))
         laps.append(time.perf_counter() - start)
+    params = carry.params
     second = float(np.median(laps))
     return {
         "first_epoch_s": first,
@@ -171,12 +172,16 @@ def vmap(x: np.ndarray, y: np.ndarray, settings: Settings, models: int = 1) -> d
     total = time.perf_counter() - start
 
     body = _step_body(model, nj.cross_entropy, opt, "manual")
-    if models > 1:
-        body = jax.vmap(body, in_axes=(0, 0, None, None))
-    step = jax.jit(body, donate_argnums=(0, 1))
+
+    def one(params, opt_state, x, y):
+        params, _, opt_state, metrics = body(params, None, opt_state, x, y, None)
+        return params, opt_state, metrics
+
+    step = jax.jit(one if models == 1 else jax.vmap(one, in_axes=(0, 0, None, None)),
+                   donate_argnums=(0, 1))  # fmt: skip
     apply = model.apply if models == 1 else jax.vmap(model.apply, in_axes=(0, None))
     accuracies = jnp.atleast_1d(jnp.mean(jnp.argmax(apply(result.params, x), axis=-1) == y, -1))
-    inputs = nj.Pretransposed.of(x)
+    inputs = model.prepare(x)
     steady = _steady_ms(step, result.params, result.opt_state, inputs, y, settings.steady_steps)
     return {
         "total_s": total,
