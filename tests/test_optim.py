@@ -447,7 +447,7 @@ def test_bad_hyperparameters_raise_value_error(make_bad: Callable) -> None:
 def test_wrong_hyperparameter_types_raise_type_error() -> None:
     with pytest.raises(TypeError, match="learning_rate must be a positive float or a schedule"):
         sgd("0.1")
-    with pytest.raises(TypeError, match="b1 must be a float, got str"):
+    with pytest.raises(TypeError, match=r"adam: b1 must be a float, got '0.9' \(str\)"):
         adam(0.1, b1="0.9")
 
 

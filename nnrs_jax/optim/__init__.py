@@ -1,9 +1,21 @@
 """Optimizers as pure state transitions over pytrees: ``Optimizer(init, update)``.
 
-Every optimizer here is a factory returning an `Optimizer`; its state is a NamedTuple with an
-int32 ``timestep`` (0 before the first update, incremented before it is used, so ``t = 1`` on
-the first step) and, where the rule needs them, ``velocity`` (first moment / momentum buffer) and
-``scaling_factor`` (second moment / infinity norm) with the tree, shapes and dtypes of the params.
+Three layers, each made of `Optimizer` values:
+
+* transformations (`nnrs_jax.optim.transforms`): `scale_by_learning_rate`,
+  `scale_by_momentum`, `scale_by_rms`, `scale_by_adam`, `scale_by_adamax`, `clip`,
+  `clip_by_global_norm`, `add_decayed_weights`, composed by `chain`;
+* the classic optimizers (`nnrs_jax.optim.gradient_descent`, `nnrs_jax.optim.adaptive`):
+  `sgd`, `momentum`, `nesterov`, `rmsprop`, `adam`, `nadam`, `adamax`, `adamw`, each a chain of
+  transformations whose state is kept as one NamedTuple with an int32 ``timestep`` (0 before the
+  first update, incremented before it is used, so ``t = 1`` on the first step) and, where the
+  rule needs them, ``velocity`` (first moment / momentum buffer) and ``scaling_factor`` (second
+  moment / infinity norm) with the tree, shapes and dtypes of the params;
+* wrappers (`nnrs_jax.optim.wrappers`): `ema` (an average of the params, read with
+  `ema_params`) and `accumulate` (gradient accumulation over several steps).
+
+Factories bind their hyperparameters to module-level functions (`bind`), so equal settings give
+equal optimizers: ``adam(1e-3) == adam(1e-3)``.
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -22,22 +34,75 @@ Example:
     (100, True)
 """
 
-from nnrs_jax.optim.adaptive import AdamState, RmspropState, adam, adamax, nadam, rmsprop
+from nnrs_jax.optim.adaptive import (
+    AdamState,
+    RmspropState,
+    adam,
+    adamax,
+    adamw,
+    nadam,
+    rmsprop,
+)
 from nnrs_jax.optim.base import Optimizer, apply_updates
 from nnrs_jax.optim.gradient_descent import MomentumState, SgdState, momentum, nesterov, sgd
+from nnrs_jax.optim.transforms import (
+    AddDecayedWeightsState,
+    ClipByGlobalNormState,
+    ClipState,
+    ScaleByAdamaxState,
+    ScaleByAdamState,
+    ScaleByLearningRateState,
+    ScaleByMomentumState,
+    ScaleByRmsState,
+    add_decayed_weights,
+    chain,
+    clip,
+    clip_by_global_norm,
+    matrices_only,
+    scale_by_adam,
+    scale_by_adamax,
+    scale_by_learning_rate,
+    scale_by_momentum,
+    scale_by_rms,
+)
+from nnrs_jax.optim.wrappers import AccumulateState, EmaState, accumulate, ema, ema_params
 
 __all__ = [
+    "AccumulateState",
     "AdamState",
+    "AddDecayedWeightsState",
+    "ClipByGlobalNormState",
+    "ClipState",
+    "EmaState",
     "MomentumState",
     "Optimizer",
     "RmspropState",
+    "ScaleByAdamState",
+    "ScaleByAdamaxState",
+    "ScaleByLearningRateState",
+    "ScaleByMomentumState",
+    "ScaleByRmsState",
     "SgdState",
+    "accumulate",
     "adam",
     "adamax",
+    "adamw",
+    "add_decayed_weights",
     "apply_updates",
+    "chain",
+    "clip",
+    "clip_by_global_norm",
+    "ema",
+    "ema_params",
+    "matrices_only",
     "momentum",
     "nadam",
     "nesterov",
     "rmsprop",
+    "scale_by_adam",
+    "scale_by_adamax",
+    "scale_by_learning_rate",
+    "scale_by_momentum",
+    "scale_by_rms",
     "sgd",
 ]

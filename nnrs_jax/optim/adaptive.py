@@ -1,36 +1,46 @@
-"""Optimizers with a per-element step size: `rmsprop`, `adam`, `nadam`, `adamax`.
+"""Optimizers with a per-element step size: `rmsprop`, `adam`, `nadam`, `adamax`, `adamw`.
 
-All rules are element-wise on every leaf; ``g`` is the gradient, ``t`` the step count after
-increment (1 on the first update, so the bias corrections ``1 - β^t`` are never 0), ``lr`` the
-learning rate (a float or a schedule ``lr(t)``). Every constant is cast to the leaf's dtype.
+Each is a `chain` of transformations from `nnrs_jax.optim.transforms` whose tuple of states is
+kept as one NamedTuple (``RmspropState``, ``AdamState``), so that ``state.timestep``,
+``state.velocity`` and ``state.scaling_factor`` read as before. All rules are element-wise on
+every leaf; ``g`` is the gradient, ``t`` the step count after increment (1 on the first update,
+so the bias corrections ``1 - β^t`` are never 0), ``lr`` the learning rate (a float or a
+schedule ``lr(t)``). Every constant is cast to the leaf's dtype.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 
+from nnrs_jax._validate import check_float, check_probability
 from nnrs_jax.optim.base import (
     Optimizer,
     Params,
-    Updates,
-    bias_correction,
-    check_decay,
-    check_eps,
-    check_grads,
     check_learning_rate,
-    in_dtype,
-    learning_rate_at,
-    map_leaves,
-    zero_timestep,
-    zeros_like_params,
+    check_positive,
+    flatten_state,
+)
+from nnrs_jax.optim.transforms import (
+    AddDecayedWeightsState,
+    Mask,
+    MaskFn,
+    ScaleByAdamaxState,
+    ScaleByAdamState,
+    ScaleByLearningRateState,
+    ScaleByRmsState,
+    add_decayed_weights,
+    chain,
+    check_moments,
+    scale_by_adam,
+    scale_by_adamax,
+    scale_by_learning_rate,
+    scale_by_rms,
 )
 from nnrs_jax.schedules import Schedule
 
-__all__ = ["AdamState", "RmspropState", "adam", "adamax", "nadam", "rmsprop"]
+__all__ = ["AdamState", "RmspropState", "adam", "adamax", "adamw", "nadam", "rmsprop"]
 
 
 class RmspropState(NamedTuple):
@@ -47,13 +57,13 @@ class RmspropState(NamedTuple):
 
 
 class AdamState(NamedTuple):
-    """State of `adam`, `nadam` and `adamax`.
+    """State of `adam`, `nadam`, `adamax` and `adamw`.
 
     Attributes:
         timestep: int32 scalar, the number of updates taken so far.
         velocity: the first moment ``m`` (running mean of gradients).
-        scaling_factor: the second moment ``s`` (running mean of squared gradients) for `adam`
-            and `nadam`; the infinity norm ``u`` for `adamax`.
+        scaling_factor: the second moment ``s`` (running mean of squared gradients) for `adam`,
+            `nadam` and `adamw`; the infinity norm ``u`` for `adamax`.
 
     Both buffers have the tree, shapes and dtypes of the params.
     """
@@ -72,8 +82,10 @@ def rmsprop(learning_rate: float | Schedule, decay: float = 0.9, eps: float = 1e
         p \leftarrow p - \mathrm{lr}(t) \cdot \frac{g}{\sqrt{s + \epsilon}}
 
     ``eps`` sits inside the square root. ``s`` starts at 0 and is not bias-corrected, so the
-    first update is ``-lr·g/√((1-ρ)·g² + eps) ≈ -lr·sign(g)/√(1-ρ)``. Reference: Tieleman &
-    Hinton 2012, "Lecture 6.5 - rmsprop", COURSERA: Neural Networks for Machine Learning.
+    first update is ``-lr·g/√((1-ρ)·g² + eps) ≈ -lr·sign(g)/√(1-ρ)``. Composition:
+    ``rmsprop(lr, ρ, eps) = chain(scale_by_rms(ρ, eps), scale_by_learning_rate(lr))``, its
+    states kept as one `RmspropState`. Reference: Tieleman & Hinton 2012, "Lecture 6.5 -
+    rmsprop", COURSERA: Neural Networks for Machine Learning.
 
     Args:
         learning_rate: a finite float > 0, or a schedule ``t -> lr`` (``t`` = 1 on the first
@@ -102,69 +114,25 @@ def rmsprop(learning_rate: float | Schedule, decay: float = 0.9, eps: float = 1e
     """
     name = "rmsprop"
     learning_rate = check_learning_rate(name, learning_rate)
-    decay = check_decay(name, "decay", decay)
-    eps = check_eps(name, eps)
-
-    def init(params: Params) -> RmspropState:
-        return RmspropState(
-            timestep=zero_timestep(), scaling_factor=zeros_like_params(name, params)
-        )
-
-    def update(
-        grads: Updates, state: RmspropState, params: Params | None = None
-    ) -> tuple[Updates, RmspropState]:
-        check_grads(name, grads, state.scaling_factor, params)
-        t = state.timestep + 1
-        lr = learning_rate_at(name, learning_rate, t)
-
-        def rule(g: jax.Array, s: jax.Array) -> tuple[jax.Array, jax.Array]:
-            s = decay * s + (1.0 - decay) * g * g
-            return -in_dtype(lr, g.dtype) * g / jnp.sqrt(s + eps), s
-
-        updates, scaling = map_leaves(rule, 2, grads, state.scaling_factor)
-        return updates, RmspropState(timestep=t, scaling_factor=scaling)
-
-    return Optimizer(init, update)
-
-
-# A leaf rule of the Adam family: (g, m, s, lr, c1, c2) -> (update, m, s), where the bias
-# corrections c1 = 1 - b1**t and c2 = 1 - b2**t and lr are already in g's dtype.
-Array = jax.Array
-_Rule = Callable[[Array, Array, Array, Array, Array, Array], tuple[Array, Array, Array]]
-
-
-def _check_moments(name: str, b1: float, b2: float, eps: float) -> tuple[float, float, float]:
-    return check_decay(name, "b1", b1), check_decay(name, "b2", b2), check_eps(name, eps)
+    decay = check_probability(name, "decay", decay)
+    eps = check_positive(name, "eps", eps)
+    return flatten_state(
+        name,
+        chain(scale_by_rms(decay, eps), scale_by_learning_rate(learning_rate)),
+        RmspropState,
+        (ScaleByRmsState, ScaleByLearningRateState),
+    )
 
 
 def _adam_family(
-    name: str, learning_rate: float | Schedule, b1: float, b2: float, rule: _Rule
+    name: str, direction: Optimizer, direction_state: type, learning_rate: float | Schedule
 ) -> Optimizer:
-    learning_rate = check_learning_rate(name, learning_rate)
-
-    def init(params: Params) -> AdamState:
-        return AdamState(
-            timestep=zero_timestep(),
-            velocity=zeros_like_params(name, params),
-            scaling_factor=zeros_like_params(name, params),
-        )
-
-    def update(
-        grads: Updates, state: AdamState, params: Params | None = None
-    ) -> tuple[Updates, AdamState]:
-        check_grads(name, grads, state.velocity, params)
-        t = state.timestep + 1
-        lr = learning_rate_at(name, learning_rate, t)
-
-        def leaf(g: jax.Array, m: jax.Array, s: jax.Array) -> tuple[jax.Array, ...]:
-            c1 = bias_correction(b1, t, g.dtype)
-            c2 = bias_correction(b2, t, g.dtype)
-            return rule(g, m, s, in_dtype(lr, g.dtype), c1, c2)
-
-        updates, m, s = map_leaves(leaf, 3, grads, state.velocity, state.scaling_factor)
-        return updates, AdamState(timestep=t, velocity=m, scaling_factor=s)
-
-    return Optimizer(init, update)
+    return flatten_state(
+        name,
+        chain(direction, scale_by_learning_rate(learning_rate)),
+        AdamState,
+        (direction_state, ScaleByLearningRateState),
+    )
 
 
 def adam(
@@ -181,7 +149,9 @@ def adam(
         p \leftarrow p - \mathrm{lr}(t) \cdot \frac{\hat m}{\sqrt{\hat s} + \epsilon}
 
     ``eps`` sits outside the square root, added to ``√ŝ``. The first update is
-    ``-lr·g/(|g| + eps) ≈ -lr·sign(g)``. Reference: Kingma & Ba 2015, "Adam: a method for
+    ``-lr·g/(|g| + eps) ≈ -lr·sign(g)``. Composition:
+    ``adam(lr, β1, β2, eps) = chain(scale_by_adam(β1, β2, eps), scale_by_learning_rate(lr))``,
+    its states kept as one `AdamState`. Reference: Kingma & Ba 2015, "Adam: a method for
     stochastic optimization", Algorithm 1.
 
     Args:
@@ -206,16 +176,9 @@ def adam(
         >>> updates["x"]  # -lr·sign(g) on the first step
         Array([-0.1,  0.1], dtype=float32)
     """
-    b1, b2, eps = _check_moments("adam", b1, b2, eps)
-
-    def rule(
-        g: Array, m: Array, s: Array, lr: Array, c1: Array, c2: Array
-    ) -> tuple[Array, Array, Array]:
-        m = b1 * m + (1.0 - b1) * g
-        s = b2 * s + (1.0 - b2) * g * g
-        return -lr * (m / c1) / (jnp.sqrt(s / c2) + eps), m, s
-
-    return _adam_family("adam", learning_rate, b1, b2, rule)
+    learning_rate = check_learning_rate("adam", learning_rate)
+    b1, b2, eps = check_moments("adam", b1, b2, eps)
+    return _adam_family("adam", scale_by_adam(b1, b2, eps), ScaleByAdamState, learning_rate)
 
 
 def nadam(
@@ -232,7 +195,9 @@ def nadam(
         {\sqrt{\hat s} + \epsilon}
 
     ``eps`` sits outside the square root. The first update is
-    ``-lr·(1 + β1)·g/(|g| + eps) ≈ -lr·(1 + β1)·sign(g)``. Reference: Dozat 2016,
+    ``-lr·(1 + β1)·g/(|g| + eps) ≈ -lr·(1 + β1)·sign(g)``. Composition:
+    ``nadam(lr, β1, β2, eps) = chain(scale_by_adam(β1, β2, eps, nesterov=True),
+    scale_by_learning_rate(lr))``, its states kept as one `AdamState`. Reference: Dozat 2016,
     "Incorporating Nesterov momentum into Adam", ICLR workshop.
 
     .. note::
@@ -269,17 +234,10 @@ def nadam(
         >>> bool(jnp.max(jnp.abs(params["x"])) < 0.05)
         True
     """
-    b1, b2, eps = _check_moments("nadam", b1, b2, eps)
-
-    def rule(
-        g: Array, m: Array, s: Array, lr: Array, c1: Array, c2: Array
-    ) -> tuple[Array, Array, Array]:
-        m = b1 * m + (1.0 - b1) * g
-        s = b2 * s + (1.0 - b2) * g * g
-        lookahead = b1 * (m / c1) + (1.0 - b1) * g / c1
-        return -lr * lookahead / (jnp.sqrt(s / c2) + eps), m, s
-
-    return _adam_family("nadam", learning_rate, b1, b2, rule)
+    learning_rate = check_learning_rate("nadam", learning_rate)
+    b1, b2, eps = check_moments("nadam", b1, b2, eps)
+    direction = scale_by_adam(b1, b2, eps, nesterov=True)
+    return _adam_family("nadam", direction, ScaleByAdamState, learning_rate)
 
 
 def adamax(
@@ -295,7 +253,9 @@ def adamax(
 
     ``u`` needs no bias correction; ``eps`` is added to ``u`` (the paper has none; it guards the
     division where a gradient entry has been 0 since the start). The first update is
-    ``-lr·g/(|g| + eps) ≈ -lr·sign(g)``. Reference: Kingma & Ba 2015, "Adam: a method for
+    ``-lr·g/(|g| + eps) ≈ -lr·sign(g)``. Composition:
+    ``adamax(lr, β1, β2, eps) = chain(scale_by_adamax(β1, β2, eps), scale_by_learning_rate(lr))``,
+    its states kept as one `AdamState`. Reference: Kingma & Ba 2015, "Adam: a method for
     stochastic optimization", section 7.1.
 
     Args:
@@ -325,14 +285,72 @@ def adamax(
         >>> bool(jnp.max(jnp.abs(params["x"])) < 0.05)
         True
     """
-    b1, b2, eps = _check_moments("adamax", b1, b2, eps)
+    learning_rate = check_learning_rate("adamax", learning_rate)
+    b1, b2, eps = check_moments("adamax", b1, b2, eps)
+    direction = scale_by_adamax(b1, b2, eps)
+    return _adam_family("adamax", direction, ScaleByAdamaxState, learning_rate)
 
-    def rule(
-        g: Array, m: Array, u: Array, lr: Array, c1: Array, c2: Array
-    ) -> tuple[Array, Array, Array]:
-        del c2  # the infinity norm is not biased towards 0
-        m = b1 * m + (1.0 - b1) * g
-        u = jnp.maximum(b2 * u, jnp.abs(g))
-        return -lr * m / (c1 * (u + eps)), m, u
 
-    return _adam_family("adamax", learning_rate, b1, b2, rule)
+def adamw(
+    learning_rate: float | Schedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-7,
+    weight_decay: float = 1e-4,
+    mask: Mask | MaskFn | None = None,
+) -> Optimizer:
+    r"""AdamW: Adam with decoupled weight decay.
+
+    With ``m̂``, ``ŝ`` exactly as in `adam`:
+
+    .. math::
+
+        p \leftarrow p - \mathrm{lr}(t) \cdot
+        \left(\frac{\hat m}{\sqrt{\hat s} + \epsilon} + \lambda p\right)
+
+    where the mask is true (``λ = 0`` elsewhere). The decay is not divided by ``√ŝ``, unlike an
+    L2 penalty in the loss, and it is scaled by the learning rate (as in PyTorch and optax;
+    Loshchilov & Hutter write it with a separate schedule multiplier ``η_t``, the same rule
+    when ``lr(t)`` carries the schedule). Composition: ``adamw(lr, β1, β2, eps, λ, mask) =
+    chain(scale_by_adam(β1, β2, eps), add_decayed_weights(λ, mask), scale_by_learning_rate(lr))``,
+    its states kept as one `AdamState`. Reference: Loshchilov & Hutter 2019, "Decoupled weight
+    decay regularization", ICLR, Algorithm 2.
+
+    Args:
+        learning_rate: a finite float > 0, or a schedule ``t -> lr`` (``t`` = 1 on the first
+            update).
+        b1: ``β1``, with ``0 <= β1 < 1``.
+        b2: ``β2``, with ``0 <= β2 < 1``.
+        eps: ``ε > 0``.
+        weight_decay: ``λ``, a finite float >= 0.
+        mask: which leaves decay, as in `add_decayed_weights`: ``None`` (all), a pytree of
+            bools, or a function ``params -> pytree of bools`` such as `matrices_only`.
+
+    Returns:
+        An `Optimizer` whose state is `AdamState`. Its ``update`` needs ``params``.
+
+    Example:
+        >>> import jax.numpy as jnp, numpy as np
+        >>> from nnrs_jax.optim import adamw, matrices_only
+        >>> opt = adamw(0.1, weight_decay=0.5, mask=matrices_only)
+        >>> params = {"w": jnp.ones((1, 2), jnp.float32), "b": jnp.ones(2, jnp.float32)}
+        >>> updates, state = opt.update(params, opt.init(params), params)  # g = params
+        >>> np.round(np.asarray(updates["w"], np.float64), 4)  # -0.1·(1 + 0.5)
+        array([[-0.15, -0.15]])
+        >>> np.round(np.asarray(updates["b"], np.float64), 4)  # -0.1·1: a vector, not decayed
+        array([-0.1, -0.1])
+    """
+    name = "adamw"
+    learning_rate = check_learning_rate(name, learning_rate)
+    b1, b2, eps = check_moments(name, b1, b2, eps)
+    weight_decay = check_float(name, "weight_decay", weight_decay, low=0.0)
+    return flatten_state(
+        name,
+        chain(
+            scale_by_adam(b1, b2, eps),
+            add_decayed_weights(weight_decay, mask),
+            scale_by_learning_rate(learning_rate),
+        ),
+        AdamState,
+        (ScaleByAdamState, AddDecayedWeightsState, ScaleByLearningRateState),
+    )

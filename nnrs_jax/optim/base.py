@@ -1,27 +1,29 @@
-"""The `Optimizer` type, `apply_updates`, and the checks and helpers every update rule shares.
+"""The `Optimizer` type, `apply_updates`, `bind`, and the checks and helpers every rule shares.
 
 An optimizer is a pair of pure functions over pytrees: ``init(params) -> state`` and
 ``update(grads, state, params=None) -> (updates, new_state)``. Updates already carry the sign and
-the learning rate, so a training step is ``params = apply_updates(params, updates)``.
+the learning rate, so a training step is ``params = apply_updates(params, updates)``. The small
+transformations of `nnrs_jax.optim.transforms` (clipping, momentum, Adam's scaling, the learning
+rate) are `Optimizer` values too, so `chain` composes them into one.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from nnrs_jax._validate import check_float
 from nnrs_jax.schedules import Schedule
 
-__all__ = ["Optimizer", "apply_updates"]
+__all__ = ["Optimizer", "apply_updates", "bind"]
 
 Params = Any  # a pytree of floating arrays
 Updates = Any  # a pytree with the structure, shapes and dtypes of the params
-OptState = Any  # a NamedTuple of arrays and pytrees
+OptState = Any  # a NamedTuple of arrays and pytrees (a tuple of them for `chain`)
 
 _BRIEF = 160  # characters of a tree structure shown in an error message
 
@@ -30,14 +32,18 @@ class Optimizer(NamedTuple):
     """An optimizer: two pure functions, safe under ``jit``, ``vmap``, ``grad`` and ``lax.scan``.
 
     Attributes:
-        init: ``init(params) -> state``. The state is a NamedTuple whose ``timestep`` is an int32
-            scalar (0 before the first update) and whose buffers (``velocity``,
-            ``scaling_factor``) are fresh zero arrays with the structure, shapes and dtypes of
-            ``params``.
+        init: ``init(params) -> state``. The state is a NamedTuple of arrays (a tuple of the
+            children's states for `chain`); counters are int32 scalars named ``timestep`` (0
+            before the first update) and buffers (``velocity``, ``scaling_factor``, …) are fresh
+            arrays with the structure, shapes and dtypes of ``params``.
         update: ``update(grads, state, params=None) -> (updates, new_state)``. ``grads`` must
             have the structure, shapes and dtypes of the params given to ``init``; ``updates``
-            has them too and already includes ``-learning_rate``. ``params`` is only checked
-            against ``grads``: none of the rules here reads it.
+            has them too. A full optimizer's updates already include ``-learning_rate``; a
+            transformation's are the transformed gradient. ``params`` (the values the gradient
+            was taken at) is read by `add_decayed_weights` and `ema` and checked by the others.
+
+    The factories of this package fill both fields with `bind` objects, so that two optimizers
+    built with equal settings compare (and hash) equal.
     """
 
     init: Callable[[Params], OptState]
@@ -77,7 +83,8 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     return jax.tree.map(add, params, updates)
 
 
-def _brief(treedef: Any) -> str:
+def brief(treedef: Any) -> str:
+    """A tree structure as text, cut to a length that keeps an error message readable."""
     text = str(treedef)
     return text if len(text) <= _BRIEF else text[: _BRIEF - 1] + "…"
 
@@ -97,7 +104,7 @@ def check_tree(
     if tree_def != ref_def:
         raise TypeError(
             f"{name}: the {arg} tree does not match the {reference} tree: "
-            f"expected {_brief(ref_def)}, got {_brief(tree_def)}"
+            f"expected {brief(ref_def)}, got {brief(tree_def)}"
         )
     with_paths, _ = jax.tree_util.tree_flatten_with_path(tree)
     for (path, leaf), ref_leaf in zip(with_paths, jax.tree.leaves(ref), strict=True):
@@ -191,7 +198,7 @@ def bias_correction(beta: float, timestep: jax.Array, dtype: Any) -> jax.Array:
 
 
 def check_learning_rate(name: str, learning_rate: Any) -> float | jax.Array | Schedule:
-    """A schedule is passed through; a number must be finite and positive.
+    """A schedule is passed through; a number must be finite and ``> 0`` (`check_float`).
 
     A scalar floating JAX array is accepted too, so that a learning rate can be traced: e.g.
     ``jax.vmap(lambda lr: nadam(lr).update(...))`` trains several learning rates at once. Its
@@ -208,35 +215,124 @@ def check_learning_rate(name: str, learning_rate: Any) -> float | jax.Array | Sc
         if isinstance(learning_rate, jax.core.Tracer):
             return learning_rate
         learning_rate = float(learning_rate)
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real):
+    try:
+        return check_float(name, "learning_rate", learning_rate, low=0.0, low_open=True)
+    except TypeError:
         raise TypeError(
             f"{name}: learning_rate must be a positive float or a schedule t -> lr, "
-            f"got {type(learning_rate).__name__}"
-        )
-    if not (math.isfinite(learning_rate) and learning_rate > 0):
-        raise ValueError(
-            f"{name}: learning_rate must be a finite number > 0, got {learning_rate!r}"
-        )
-    return float(learning_rate)
+            f"got {learning_rate!r} ({type(learning_rate).__name__})"
+        ) from None
 
 
-def _real(name: str, arg: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: {arg} must be a float, got {type(value).__name__}")
-    return float(value)
+def check_positive(name: str, arg: str, value: Any) -> float:
+    """A finite float ``> 0`` (``eps``, a clipping threshold)."""
+    return check_float(name, arg, value, low=0.0, low_open=True)
 
 
-def check_decay(name: str, arg: str, value: Any) -> float:
-    """A momentum or decay coefficient: ``0 <= value < 1``."""
-    value = _real(name, arg, value)
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name}: {arg} must satisfy 0 <= {arg} < 1, got {value!r}")
+def _identity_key(value: Any) -> Any:
+    """What `bind` compares: the value itself, or its identity when it cannot be hashed.
+
+    Tuples (NamedTuples, e.g. the children of a `chain`) are compared element by element.
+    Arrays, tracers, dicts and lists cannot be hashed; they compare equal only to themselves.
+    """
+    if isinstance(value, tuple):
+        return (type(value), tuple(_identity_key(v) for v in value))
+    try:
+        hash(value)
+    except TypeError:
+        return (_Identity, id(value))
     return value
 
 
-def check_eps(name: str, value: Any) -> float:
-    """The stabilising constant: finite and ``> 0``."""
-    value = _real(name, "eps", value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name}: eps must be a finite number > 0, got {value!r}")
-    return value
+class _Identity:
+    """Marks an identity key in `_identity_key`, so that it never equals a hashable value."""
+
+
+class bind:
+    """``bind(fn, *hyper)(*args) == fn(*hyper, *args)``, comparing equal by ``fn`` and ``hyper``.
+
+    A closure made by a factory is a new object at every call, so ``adam(0.1) != adam(0.1)`` and
+    code compiled or cached for one is never reused for the other. The factories here bind their
+    hyperparameters to module-level functions instead: two `bind` objects are equal (and hash
+    equal) when their functions are the same and their hyperparameters are equal. Hyperparameters
+    that cannot be hashed (JAX arrays and tracers, e.g. a learning rate traced under ``vmap``;
+    dicts) compare by identity, so they never make two different settings look equal.
+
+    Example:
+        >>> from nnrs_jax.optim import adam
+        >>> adam(0.1) == adam(0.1), adam(0.1) == adam(0.2)
+        (True, False)
+        >>> hash(adam(0.1)) == hash(adam(0.1))
+        True
+    """
+
+    __slots__ = ("__weakref__", "_key", "fn", "hyper")
+
+    def __init__(self, fn: Callable[..., Any], *hyper: Any) -> None:
+        self.fn = fn
+        self.hyper = hyper
+        self._key = (fn, _identity_key(hyper))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*self.hyper, *args, **kwargs)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, bind) and self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __repr__(self) -> str:
+        hyper = ", ".join(repr(h) for h in self.hyper)
+        return f"bind({self.fn.__qualname__}{', ' if hyper else ''}{hyper})"
+
+
+def flatten_state(
+    name: str, optimizer: Optimizer, state_type: type, layout: tuple[type, ...]
+) -> Optimizer:
+    """``optimizer`` (a `chain`) with its tuple of child states merged into one NamedTuple.
+
+    ``layout`` lists the chain's child state types in order; the fields of ``state_type`` are
+    the union of theirs, and a field that several children share (each keeps a ``timestep``)
+    holds one value, handed to each of them. So `adam` is a chain and its state is still
+    ``AdamState(timestep, velocity, scaling_factor)``, the same tree as before it was one.
+    The update first checks ``grads`` against ``params`` and the state's buffers, so that an
+    error names the optimizer (``name``) the user called rather than one of its pieces.
+    """
+    return Optimizer(
+        bind(_flat_init, optimizer, state_type),
+        bind(_flat_update, name, optimizer, state_type, layout),
+    )
+
+
+def _merge(state_type: type, states: tuple[NamedTuple, ...]) -> NamedTuple:
+    fields: dict[str, Any] = {}
+    for state in states:
+        fields.update(state._asdict())
+    return state_type(**fields)
+
+
+def _flat_init(optimizer: Optimizer, state_type: type, params: Params) -> NamedTuple:
+    return _merge(state_type, optimizer.init(params))
+
+
+def _flat_update(
+    name: str,
+    optimizer: Optimizer,
+    state_type: type,
+    layout: tuple[type, ...],
+    grads: Updates,
+    state: NamedTuple,
+    params: Params | None = None,
+) -> tuple[Updates, NamedTuple]:
+    if not isinstance(state, state_type):
+        raise TypeError(
+            f"{name}: state must be of type {state_type.__name__}, got {type(state).__name__}"
+        )
+    buffers = [getattr(state, field) for field in state._fields if field != "timestep"]
+    check_grads(name, grads, buffers[0] if buffers else None, params)
+    children = tuple(
+        child(**{field: getattr(state, field) for field in child._fields}) for child in layout
+    )
+    updates, children = optimizer.update(grads, children, params)
+    return updates, _merge(state_type, children)

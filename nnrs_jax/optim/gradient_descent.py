@@ -1,7 +1,10 @@
 """Gradient descent with and without momentum: `sgd`, `momentum`, `nesterov`.
 
-All rules are element-wise on every leaf; ``g`` is the gradient, ``t`` the step count after
-increment (1 on the first update), ``lr`` the learning rate (a float or a schedule ``lr(t)``).
+Each is a `chain` of transformations from `nnrs_jax.optim.transforms` whose tuple of states is
+kept as one NamedTuple (``SgdState``, ``MomentumState``), so that ``state.timestep`` and
+``state.velocity`` read as before. All rules are element-wise on every leaf; ``g`` is the
+gradient, ``t`` the step count after increment (1 on the first update), ``lr`` the learning rate
+(a float or a schedule ``lr(t)``).
 """
 
 from __future__ import annotations
@@ -10,19 +13,14 @@ from typing import NamedTuple
 
 import jax
 
-from nnrs_jax.optim.base import (
-    Optimizer,
-    Params,
-    Updates,
-    check_decay,
-    check_floating,
-    check_grads,
-    check_learning_rate,
-    in_dtype,
-    learning_rate_at,
-    map_leaves,
-    zero_timestep,
-    zeros_like_params,
+from nnrs_jax._validate import check_probability
+from nnrs_jax.optim.base import Optimizer, Params, check_learning_rate, flatten_state
+from nnrs_jax.optim.transforms import (
+    ScaleByLearningRateState,
+    ScaleByMomentumState,
+    chain,
+    scale_by_learning_rate,
+    scale_by_momentum,
 )
 from nnrs_jax.schedules import Schedule
 
@@ -54,6 +52,7 @@ def sgd(learning_rate: float | Schedule) -> Optimizer:
 
         p \leftarrow p - \mathrm{lr}(t) \cdot g
 
+    Composition: ``sgd(lr) = chain(scale_by_learning_rate(lr))``, its state kept as `SgdState`.
     Reference: Robbins & Monro 1951, "A stochastic approximation method".
 
     Args:
@@ -76,50 +75,23 @@ def sgd(learning_rate: float | Schedule) -> Optimizer:
         >>> int(state.timestep)
         1
     """
-    name = "sgd"
-    learning_rate = check_learning_rate(name, learning_rate)
-
-    def init(params: Params) -> SgdState:
-        check_floating(name, params)
-        return SgdState(timestep=zero_timestep())
-
-    def update(
-        grads: Updates, state: SgdState, params: Params | None = None
-    ) -> tuple[Updates, SgdState]:
-        check_grads(name, grads, None, params)
-        t = state.timestep + 1
-        lr = learning_rate_at(name, learning_rate, t)
-        updates = jax.tree.map(lambda g: -in_dtype(lr, g.dtype) * g, grads)
-        return updates, SgdState(timestep=t)
-
-    return Optimizer(init, update)
+    learning_rate = check_learning_rate("sgd", learning_rate)
+    return flatten_state(
+        "sgd", chain(scale_by_learning_rate(learning_rate)), SgdState, (ScaleByLearningRateState,)
+    )
 
 
 def _momentum_family(
-    name: str, learning_rate: float | Schedule, mu: float, lookahead: bool
+    name: str, learning_rate: float | Schedule, mu: float, nesterov: bool
 ) -> Optimizer:
     learning_rate = check_learning_rate(name, learning_rate)
-    mu = check_decay(name, "momentum", mu)
-
-    def init(params: Params) -> MomentumState:
-        return MomentumState(timestep=zero_timestep(), velocity=zeros_like_params(name, params))
-
-    def update(
-        grads: Updates, state: MomentumState, params: Params | None = None
-    ) -> tuple[Updates, MomentumState]:
-        check_grads(name, grads, state.velocity, params)
-        t = state.timestep + 1
-        lr = learning_rate_at(name, learning_rate, t)
-
-        def rule(g: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
-            v = mu * v + g
-            step = g + mu * v if lookahead else v
-            return -in_dtype(lr, g.dtype) * step, v
-
-        updates, velocity = map_leaves(rule, 2, grads, state.velocity)
-        return updates, MomentumState(timestep=t, velocity=velocity)
-
-    return Optimizer(init, update)
+    mu = check_probability(name, "momentum", mu)
+    return flatten_state(
+        name,
+        chain(scale_by_momentum(mu, nesterov=nesterov), scale_by_learning_rate(learning_rate)),
+        MomentumState,
+        (ScaleByMomentumState, ScaleByLearningRateState),
+    )
 
 
 def momentum(learning_rate: float | Schedule, momentum: float = 0.9) -> Optimizer:
@@ -129,8 +101,10 @@ def momentum(learning_rate: float | Schedule, momentum: float = 0.9) -> Optimize
 
         v \leftarrow \mu v + g, \qquad p \leftarrow p - \mathrm{lr}(t) \cdot v
 
-    ``v`` starts at 0, so the first update is ``-lr·g``. Reference: Polyak 1964, "Some methods
-    of speeding up the convergence of iteration methods".
+    ``v`` starts at 0, so the first update is ``-lr·g``. Composition:
+    ``momentum(lr, μ) = chain(scale_by_momentum(μ), scale_by_learning_rate(lr))``, its states
+    kept as one `MomentumState`. Reference: Polyak 1964, "Some methods of speeding up the
+    convergence of iteration methods".
 
     Args:
         learning_rate: a finite float > 0, or a schedule ``t -> lr`` (``t`` = 1 on the first
@@ -156,7 +130,7 @@ def momentum(learning_rate: float | Schedule, momentum: float = 0.9) -> Optimize
         >>> bool(jnp.max(jnp.abs(params["x"])) < 1e-3)
         True
     """
-    return _momentum_family("momentum", learning_rate, momentum, lookahead=False)
+    return _momentum_family("momentum", learning_rate, momentum, nesterov=False)
 
 
 def nesterov(learning_rate: float | Schedule, momentum: float = 0.9) -> Optimizer:
@@ -166,7 +140,9 @@ def nesterov(learning_rate: float | Schedule, momentum: float = 0.9) -> Optimize
 
         v \leftarrow \mu v + g, \qquad p \leftarrow p - \mathrm{lr}(t) \cdot (g + \mu v)
 
-    with the new ``v`` on the right. The first update is ``-lr·(1 + μ)·g``. Reference:
+    with the new ``v`` on the right. The first update is ``-lr·(1 + μ)·g``. Composition:
+    ``nesterov(lr, μ) = chain(scale_by_momentum(μ, nesterov=True), scale_by_learning_rate(lr))``,
+    its states kept as one `MomentumState`. Reference:
     Sutskever, Martens, Dahl & Hinton 2013, "On the importance of initialization and momentum in
     deep learning".
 
@@ -194,4 +170,4 @@ def nesterov(learning_rate: float | Schedule, momentum: float = 0.9) -> Optimize
         >>> bool(jnp.max(jnp.abs(params["x"])) < 1e-3)
         True
     """
-    return _momentum_family("nesterov", learning_rate, momentum, lookahead=True)
+    return _momentum_family("nesterov", learning_rate, momentum, nesterov=True)
