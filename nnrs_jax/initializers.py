@@ -21,6 +21,13 @@ def he(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32) -
     """He (Kaiming) normal: ``w ~ N(0, 2 / fan_in)``.
 
     Reference: He et al. 2015, "Delving Deep into Rectifiers". Suits ReLU-family activations.
+
+    Example:
+        >>> import jax
+        >>> from nnrs_jax.initializers import he
+        >>> w = he(jax.random.key(0), (784, 64))
+        >>> w.shape, w.dtype, round(float(w.var()) * 784 / 2, 1)
+        ((784, 64), dtype('float32'), 1.0)
     """
     return _normal(key, shape, dtype, 2.0 / shape[0])
 
@@ -45,10 +52,30 @@ def glorot(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float3
 _BY_NAME: dict[str, Initializer] = {"he": he, "lecun": lecun, "glorot": glorot}
 
 
-def resolve(init: str | Initializer) -> Initializer:
-    """Turn ``"he"``, ``"lecun"``, ``"glorot"`` or a callable into an initializer function."""
+def resolve(init: str | Initializer, *, caller: str = "resolve") -> Initializer:
+    """Turn ``"he"``, ``"lecun"``, ``"glorot"`` (any case) or a callable into an initializer.
+
+    Args:
+        init: a name, or a function ``init(key, shape, dtype) -> array``.
+        caller: the factory named in error messages, e.g. ``"dense"``.
+
+    Raises:
+        TypeError: ``init`` is neither a string nor a callable.
+        ValueError: ``init`` is a string but not one of the names.
+
+    Example:
+        >>> from nnrs_jax import initializers
+        >>> initializers.resolve("He") is initializers.he
+        True
+    """
     if callable(init):
         return init
-    if isinstance(init, str) and init.lower() in _BY_NAME:
-        return _BY_NAME[init.lower()]
-    raise ValueError(f"init must be one of {sorted(_BY_NAME)} or a callable, got {init!r}")
+    names = tuple(sorted(_BY_NAME))
+    if not isinstance(init, str):
+        raise TypeError(
+            f"{caller}: init must be one of {names} or a callable, got {init!r} "
+            f"({type(init).__name__})"
+        )
+    if init.lower() not in _BY_NAME:
+        raise ValueError(f"{caller}: init must be one of {names} or a callable, got {init!r}")
+    return _BY_NAME[init.lower()]

@@ -27,15 +27,20 @@ class Loss(NamedTuple):
 
 
 def _dense_targets(name: str, outputs: jax.Array, targets: jax.Array) -> jax.Array:
-    """Validate shapes at trace time and return targets as ``(batch, classes)`` floats."""
-    if getattr(outputs, "ndim", None) != 2 or not jnp.issubdtype(outputs.dtype, jnp.floating):
+    """Validate shapes and dtypes at trace time; return targets as ``(batch, classes)`` floats.
+
+    A wrong type or dtype raises `TypeError`, a wrong shape `ValueError`.
+    """
+    if not (hasattr(outputs, "dtype") and hasattr(outputs, "shape")):
+        raise TypeError(f"{name}: outputs must be an array, got {type(outputs).__name__}")
+    if not jnp.issubdtype(outputs.dtype, jnp.floating):
+        raise TypeError(f"{name}: outputs must have a floating dtype, got {outputs.dtype}")
+    if outputs.ndim != 2:
         raise ValueError(
-            f"{name}: outputs must be a floating (batch, classes) array, got "
-            f"{getattr(outputs, 'shape', type(outputs).__name__)} "
-            f"{getattr(outputs, 'dtype', '')}"
+            f"{name}: outputs must have shape (batch, classes), got {tuple(outputs.shape)}"
         )
     batch, classes = outputs.shape
-    if not hasattr(targets, "dtype"):
+    if not (hasattr(targets, "dtype") and hasattr(targets, "shape")):
         raise TypeError(f"{name}: targets must be an array, got {type(targets).__name__}")
     if jnp.issubdtype(targets.dtype, jnp.integer):
         if targets.shape != (batch,):

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from nnrs_jax.layers.base import Layer, Params, State, forward, has_state
 from nnrs_jax.losses import Loss, cross_entropy
+from nnrs_jax.parallel import assemble, check_mesh, process_rows, replicate, replicated, split
 
 __all__ = ["Report", "confusion_matrix", "evaluate"]
 
@@ -94,8 +97,7 @@ def confusion_matrix(labels: Any, predictions: Any, classes: int) -> np.ndarray:
     return np.bincount(flat, minlength=classes * classes).reshape(classes, classes)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _batch_stats(
+def _batch_stats_fn(
     model: Layer,
     loss: Loss,
     params: Params,
@@ -115,6 +117,15 @@ def _batch_stats(
     return jnp.sum(jnp.where(valid, per_example, 0)), jnp.argmax(outputs, axis=-1)
 
 
+_batch_stats = jax.jit(_batch_stats_fn, static_argnums=(0, 1))
+
+
+@functools.lru_cache(maxsize=8)
+def _mesh_batch_stats(mesh: Mesh) -> Callable[..., tuple[jax.Array, jax.Array]]:
+    """`_batch_stats` for batches split over ``mesh``: outputs replicated on every device."""
+    return jax.jit(_batch_stats_fn, static_argnums=(0, 1), out_shardings=replicated(mesh))
+
+
 def evaluate(
     model: Layer,
     params: Params,
@@ -125,6 +136,7 @@ def evaluate(
     batch_size: int = 10_000,
     zero_division: float = 0.0,
     state: State = None,
+    mesh: Mesh | None = None,
 ) -> Report:
     """Evaluate a classifier on ``(x, y)`` in fixed-size batches (one compilation).
 
@@ -139,6 +151,10 @@ def evaluate(
         batch_size: examples per compiled batch.
         zero_division: value of a precision/recall/F1 whose denominator is 0.
         state: the model state (`FitResult.state`); needed when the model has one.
+        mesh: a `jax.sharding.Mesh` with one axis ``"data"`` (`nnrs_jax.parallel.data_mesh`):
+            each batch is split over its devices, params and state replicated. The batch size
+            is rounded up to a multiple of the device count (the padding is ignored). In a
+            multi-process run every process passes the whole ``(x, y)`` and gets the report.
 
     Returns:
         A `Report`; ``str(report)`` prints the matrix and per-class lines like the seed.
@@ -173,6 +189,16 @@ def evaluate(
     y = y.astype(np.int32)
 
     size = min(batch_size, x.shape[0])
+    stats, place = _batch_stats, None
+    if mesh is not None:
+        mesh = check_mesh("evaluate", mesh)
+        size = -(-size // mesh.devices.size) * mesh.devices.size
+        params, state = replicate((params, state), mesh)
+        stats, rows = _mesh_batch_stats(mesh), process_rows(mesh, size)
+
+        def place(a: np.ndarray) -> jax.Array:
+            return assemble(a[rows], split(mesh), a.shape)
+
     total, predictions = 0.0, []
     for start in range(0, x.shape[0], size):
         xb, yb = x[start : start + size], y[start : start + size]
@@ -180,7 +206,9 @@ def evaluate(
         if n < size:
             xb = np.concatenate([xb, np.zeros((size - n, *x.shape[1:]), x.dtype)])
             yb = np.concatenate([yb, np.zeros(size - n, yb.dtype)])
-        s, pred = _batch_stats(model, loss, params, state, xb, yb, jnp.asarray(n, jnp.int32))
+        if place is not None:
+            xb, yb = place(xb), place(yb)
+        s, pred = stats(model, loss, params, state, xb, yb, np.asarray(n, np.int32))
         total += float(s)
         predictions.append(np.asarray(pred)[:n])
     matrix = confusion_matrix(y, np.concatenate(predictions), classes)

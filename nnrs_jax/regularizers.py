@@ -7,6 +7,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from nnrs_jax._validate import check_float
+
 __all__ = ["Regularizer", "elastic_net", "l1", "l2"]
 
 
@@ -30,25 +32,61 @@ class Regularizer(NamedTuple):
         return self.l1 * jnp.sign(w) + (2.0 * self.l2) * w
 
 
-def _check(name: str, value: float) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    return float(value)
-
-
 def l1(lam: float) -> Regularizer:
-    """Lasso: ``lam·Σ|w|``, gradient ``lam·sign(w)``. Reference: Tibshirani 1996."""
-    return Regularizer(l1=_check("lam", lam))
+    """Lasso: ``lam·Σ|w|``, gradient ``lam·sign(w)``. Reference: Tibshirani 1996.
+
+    Args:
+        lam: the strength, a finite float >= 0 (a NumPy scalar is fine).
+
+    Raises:
+        TypeError: ``lam`` is not a real number.
+        ValueError: ``lam`` is negative, ``inf`` or ``NaN``.
+
+    Example:
+        >>> import nnrs_jax as nj
+        >>> nj.l1(1e-4)
+        Regularizer(l1=0.0001, l2=0.0)
+    """
+    return Regularizer(l1=check_float("l1", "lam", lam, low=0.0))
 
 
 def l2(lam: float) -> Regularizer:
-    """Ridge (weight decay): ``lam·Σw²``, gradient ``2·lam·w``. Reference: Hoerl & Kennard 1970."""
-    return Regularizer(l2=_check("lam", lam))
+    """Ridge (weight decay): ``lam·Σw²``, gradient ``2·lam·w``. Reference: Hoerl & Kennard 1970.
+
+    Args:
+        lam: the strength, a finite float >= 0 (a NumPy scalar is fine).
+
+    Raises:
+        TypeError: ``lam`` is not a real number.
+        ValueError: ``lam`` is negative, ``inf`` or ``NaN``.
+
+    Example:
+        >>> import numpy as np, nnrs_jax as nj
+        >>> nj.l2(np.float32(0.5))
+        Regularizer(l1=0.0, l2=0.5)
+    """
+    return Regularizer(l2=check_float("l2", "lam", lam, low=0.0))
 
 
 def elastic_net(l1: float, l2: float) -> Regularizer:
     """Elastic net: ``l1·Σ|w| + l2·Σw²``, gradient ``l1·sign(w) + 2·l2·w``.
 
     Reference: Zou & Hastie 2005. ``nj.elastic_net(1e-4, 1e-4)`` is the seed's setting.
+
+    Args:
+        l1, l2: the two strengths, finite floats >= 0 (either may be 0).
+
+    Raises:
+        TypeError: a strength is not a real number.
+        ValueError: a strength is negative, ``inf`` or ``NaN``.
+
+    Example:
+        >>> import jax.numpy as jnp, nnrs_jax as nj
+        >>> reg = nj.elastic_net(0.25, 0.5)
+        >>> float(reg.value(jnp.array([1.0, -2.0])))  # 0.25·3 + 0.5·5
+        3.25
     """
-    return Regularizer(l1=_check("l1", l1), l2=_check("l2", l2))
+    return Regularizer(
+        l1=check_float("elastic_net", "l1", l1, low=0.0),
+        l2=check_float("elastic_net", "l2", l2, low=0.0),
+    )

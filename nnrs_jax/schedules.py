@@ -6,41 +6,26 @@ optimizer. ``t`` may be a Python int or an integer array of any shape (the resul
 so ``schedule(jnp.arange(1, 101))`` tabulates the first 100 steps); the result is computed and
 returned in ``dtype`` (float32 unless asked otherwise). Every formula below is exact for the
 returned value up to rounding in ``dtype``.
+
+Arguments are checked when the schedule is built: NumPy scalars are accepted wherever a Python
+number is; a wrong type raises `TypeError`, a value out of range (``inf`` and ``NaN`` included)
+`ValueError`, naming the function and the argument.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike, DTypeLike
+
+from nnrs_jax._validate import check_float, check_int
 
 __all__ = ["Schedule", "constant", "cosine_decay", "exponential_decay", "warmup_cosine_decay"]
 
 Schedule = Callable[[ArrayLike], jax.Array]
-
-
-def _number(name: str, arg: str, value: Any, *, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: {arg} must be a float, got {type(value).__name__}")
-    bound_ok = value > 0 if positive else value >= 0
-    if not (math.isfinite(value) and bound_ok):
-        raise ValueError(
-            f"{name}: {arg} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}"
-        )
-    return float(value)
-
-
-def _steps(name: str, arg: str, value: Any, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: {arg} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name}: {arg} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _dtype(name: str, dtype: DTypeLike) -> jnp.dtype:
@@ -66,7 +51,7 @@ def constant(value: float, *, dtype: DTypeLike = jnp.float32) -> Schedule:
         >>> float(constant(0.5)(7))
         0.5
     """
-    value = _number("constant", "value", value, positive=True)
+    value = check_float("constant", "value", value, low=0.0, low_open=True)
     dtype = _dtype("constant", dtype)
 
     def schedule(t: ArrayLike) -> jax.Array:
@@ -108,12 +93,14 @@ def exponential_decay(
         (0.05, 0.025)
     """
     name = "exponential_decay"
-    init_value = _number(name, "init_value", init_value, positive=True)
-    decay_rate = _number(name, "decay_rate", decay_rate, positive=True)
-    transition_steps = _steps(name, "transition_steps", transition_steps, minimum=1)
+    init_value = check_float(name, "init_value", init_value, low=0.0, low_open=True)
+    decay_rate = check_float(name, "decay_rate", decay_rate, low=0.0, low_open=True)
+    transition_steps = check_int(name, "transition_steps", transition_steps, low=1)
+    if not isinstance(staircase, (bool, np.bool_)):
+        raise TypeError(f"{name}: staircase must be a bool, got {staircase!r}")
     dtype = _dtype(name, dtype)
     if end_value is not None:
-        end_value = _number(name, "end_value", end_value, positive=True)
+        end_value = check_float(name, "end_value", end_value, low=0.0, low_open=True)
         if (decay_rate < 1 and end_value > init_value) or (
             decay_rate > 1 and end_value < init_value
         ):
@@ -163,11 +150,9 @@ def cosine_decay(
         (0.05, 0.0, 0.0)
     """
     name = "cosine_decay"
-    init_value = _number(name, "init_value", init_value, positive=True)
-    decay_steps = _steps(name, "decay_steps", decay_steps, minimum=1)
-    alpha = _number(name, "alpha", alpha, positive=False)
-    if alpha > 1:
-        raise ValueError(f"{name}: alpha must satisfy 0 <= alpha <= 1, got {alpha!r}")
+    init_value = check_float(name, "init_value", init_value, low=0.0, low_open=True)
+    decay_steps = check_int(name, "decay_steps", decay_steps, low=1)
+    alpha = check_float(name, "alpha", alpha, low=0.0, high=1.0)
     dtype = _dtype(name, dtype)
 
     def schedule(t: ArrayLike) -> jax.Array:
@@ -219,16 +204,16 @@ def warmup_cosine_decay(
         [0.1, 1.0, 0.5, 0.0]
     """
     name = "warmup_cosine_decay"
-    peak_value = _number(name, "peak_value", peak_value, positive=True)
-    warmup_steps = _steps(name, "warmup_steps", warmup_steps, minimum=0)
-    decay_steps = _steps(name, "decay_steps", decay_steps, minimum=1)
+    peak_value = check_float(name, "peak_value", peak_value, low=0.0, low_open=True)
+    warmup_steps = check_int(name, "warmup_steps", warmup_steps, low=0)
+    decay_steps = check_int(name, "decay_steps", decay_steps, low=1)
     if decay_steps <= warmup_steps:
         raise ValueError(
             f"{name}: decay_steps (the total length) must be > warmup_steps, got "
             f"decay_steps={decay_steps!r}, warmup_steps={warmup_steps!r}"
         )
-    init_value = _number(name, "init_value", init_value, positive=False)
-    end_value = _number(name, "end_value", end_value, positive=False)
+    init_value = check_float(name, "init_value", init_value, low=0.0)
+    end_value = check_float(name, "end_value", end_value, low=0.0)
     dtype = _dtype(name, dtype)
     cosine_steps = decay_steps - warmup_steps
 

@@ -1,4 +1,8 @@
-"""Training: one jit-compiled step, whole mini-batch epochs inside ``lax.scan``, and `fit`."""
+"""Training: one jit-compiled step, whole mini-batch epochs inside ``lax.scan``, `fit`, `fit_many`.
+
+With a ``mesh`` (`nnrs_jax.parallel`) the same step runs data parallel: batches split over the
+mesh's devices, everything else replicated, the gradient all-reduce inserted by XLA.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +14,23 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
 from tqdm import tqdm
 
+from nnrs_jax import parallel
 from nnrs_jax.layers.base import Layer, Params, PRNGKey, State, forward, has_state
 from nnrs_jax.losses import Loss
 from nnrs_jax.objective import penalty, value_grad_outputs
 from nnrs_jax.optim import Optimizer, apply_updates
+from nnrs_jax.optim.base import bind
 
 __all__ = ["FitResult", "fit", "fit_many", "make_train_step"]
 
 OptState = Any
 Metrics = dict[str, jax.Array]
-# body(params, state, opt_state, x, y, key) -> (params, state, opt_state, metrics)
+# body(params, state, opt_state, x, y, key, hyper=()) -> (params, state, opt_state, metrics);
+# hyper: the per-model hyperparameters of `fit_many`, arguments of the compiled code.
 Body = Callable[..., tuple[Params, State, OptState, Metrics]]
 
 
@@ -31,19 +40,17 @@ def _accuracy(outputs: jax.Array, targets: jax.Array) -> jax.Array:
     return jnp.mean(hits.astype(outputs.dtype))
 
 
-@functools.lru_cache(maxsize=64)
-def _step_body(model: Layer, loss: Loss, optimizer: Optimizer, grads: str) -> Body:
+def _make_body(model: Layer, loss: Loss, optimizer: Optimizer, grads: str) -> Body:
     """The pure (un-jitted) training step shared by `make_train_step`, `fit` and `fit_many`.
 
     ``key`` is this step's PRNG key (dropout masks; ``None`` for a model that draws none);
     the model runs in training mode and returns its new state (batch-norm running statistics).
-    Cached, like the jitted functions built on it, so that calling `fit` again with the same
-    model, loss and optimizer (e.g. to resume) reuses the compiled code instead of retracing.
+    ``hyper`` is ignored: `fit_many`'s vmapped body builds ``optimizer`` from it instead.
     """
     if grads not in ("manual", "autodiff"):
         raise ValueError(f"grads must be 'manual' or 'autodiff', got {grads!r}")
 
-    def body(params, state, opt_state, x, y, key):
+    def body(params, state, opt_state, x, y, key, hyper=()):
         if grads == "manual":
             total, g, outputs, new_state = value_grad_outputs(
                 model, loss, params, x, y, state=state, key=key, train=True
@@ -63,6 +70,13 @@ def _step_body(model: Layer, loss: Loss, optimizer: Optimizer, grads: str) -> Bo
     return body
 
 
+# Cached, like the jitted functions built on it, so that calling `fit` again with the same model
+# and loss and an equal optimizer (e.g. to resume, or `adam(1e-3)` built anew) reuses the
+# compiled code instead of retracing. Only concrete settings are keys here: a traced optimizer
+# (inside `fit_many`'s vmap) goes through `_make_body`, never through this cache.
+_step_body = functools.lru_cache(maxsize=64)(_make_body)
+
+
 def make_train_step(
     model: Layer,
     loss: Loss,
@@ -70,6 +84,7 @@ def make_train_step(
     *,
     grads: Literal["manual", "autodiff"] = "manual",
     with_state: bool = False,
+    mesh: Mesh | None = None,
 ) -> Callable[..., tuple]:
     """A jitted training step.
 
@@ -87,6 +102,13 @@ def make_train_step(
     (including penalties, before the update) and ``accuracy`` (fraction of ``argmax(outputs)``
     equal to the labels). ``params``, ``state`` and ``opt_state`` are donated: do not reuse
     the arrays you passed in. It compiles once per input shape.
+
+    With ``mesh`` (a `jax.sharding.Mesh` with one axis ``"data"``, e.g.
+    `nnrs_jax.parallel.data_mesh`), the step is data parallel: ``x`` and ``y`` are split over
+    the mesh's devices along their first axis (`nnrs_jax.parallel.shard_batch`; in a
+    multi-process run each process passes its own block of rows), ``params``, ``state``,
+    ``opt_state`` and ``key`` are replicated, and XLA adds the all-reduce of the gradients;
+    every output is replicated. The batch size must be divisible by the device count.
 
     Example:
         >>> import jax, jax.numpy as jnp, nnrs_jax as nj
@@ -106,6 +128,8 @@ def make_train_step(
             "step(params, state, opt_state, x, y, key) -> (params, state, opt_state, metrics)"
         )
     body = _step_body(model, loss, optimizer, grads)
+    if mesh is not None:
+        return _mesh_step(body, parallel.check_mesh("make_train_step", mesh), with_state)
     return _stateful_step(body) if with_state else _stateless_step(body)
 
 
@@ -128,6 +152,45 @@ def _stateless_step(body: Body) -> Callable[..., tuple]:
     return jax.jit(step, donate_argnums=(0, 1))
 
 
+@functools.lru_cache(maxsize=64)
+def _replicated_step(body: Body, mesh: Mesh) -> Callable[..., tuple]:
+    """The stateful step compiled for ``mesh``: every output replicated."""
+
+    def step(params, state, opt_state, x, y, key):
+        return body(params, state, opt_state, x, y, key)
+
+    return jax.jit(step, donate_argnums=(0, 1, 2), out_shardings=parallel.replicated(mesh))
+
+
+def _mesh_step(body: Body, mesh: Mesh, with_state: bool) -> Callable[..., tuple]:
+    """`make_train_step`'s data-parallel step: place the arguments, run, pace the host."""
+    compiled = _replicated_step(body, mesh)
+    paced, calls = parallel.paced(mesh), [0]
+
+    def run(params, state, opt_state, x, y, key):
+        x = parallel.shard("make_train_step", x, mesh)
+        y = parallel.shard("make_train_step", y, mesh)
+        params, state, opt_state, key = parallel.replicate((params, state, opt_state, key), mesh)
+        out = compiled(params, state, opt_state, x, y, key)
+        calls[0] += 1
+        if paced and calls[0] % parallel.MAX_AHEAD == 0:
+            jax.block_until_ready(out)
+        return out
+
+    if with_state:
+
+        def step(params, state, opt_state, x, y, key=None):
+            return run(params, state, opt_state, x, y, key)
+
+        return step
+
+    def stateless(params, opt_state, x, y, key=None):
+        params, _, opt_state, metrics = run(params, None, opt_state, x, y, key)
+        return params, opt_state, metrics
+
+    return stateless
+
+
 class _Carry(NamedTuple):
     """What a training loop threads from step to step; ``step`` counts the updates done."""
 
@@ -137,33 +200,53 @@ class _Carry(NamedTuple):
     step: jax.Array
 
 
-def _advance(body: Body, carry: _Carry, x: Any, y: jax.Array, noise_key: PRNGKey):
+def _advance(body: Body, carry: _Carry, x: Any, y: jax.Array, noise_key: PRNGKey, hyper: Any = ()):
     """One update; the step's key is ``fold_in(noise_key, step)``, so resuming repeats it."""
     key = jax.random.fold_in(noise_key, carry.step)
-    params, state, opt_state, metrics = body(carry.params, carry.state, carry.opt_state, x, y, key)
+    params, state, opt_state, metrics = body(
+        carry.params, carry.state, carry.opt_state, x, y, key, hyper
+    )
     return _Carry(params, state, opt_state, carry.step + 1), metrics
 
 
 @functools.lru_cache(maxsize=64)
-def _make_full_step(body: Body):
-    """A jitted full-batch step over the carry."""
-    return jax.jit(functools.partial(_advance, body), donate_argnums=(0,))
+def _make_full_step(body: Body, out_shardings: Any = None):
+    """A jitted full-batch step over the carry.
+
+    ``out_shardings``: ``None`` on one device; on a mesh, where the carry and the metrics go.
+    """
+    return jax.jit(
+        functools.partial(_advance, body), donate_argnums=(0,), out_shardings=out_shardings
+    )
 
 
 @functools.lru_cache(maxsize=64)
-def _make_epoch(body: Body, batch_size: int):
+def _make_epoch(body: Body, batch_size: int, out_shardings: Any = None):
     """A jitted epoch: shuffle from ``perm_key``, gather each batch inside one ``lax.scan``."""
 
-    def epoch(carry: _Carry, x: jax.Array, y: jax.Array, perm_key: PRNGKey, noise_key: PRNGKey):
+    def epoch(carry: _Carry, x, y, perm_key: PRNGKey, noise_key: PRNGKey, hyper: Any = ()):
         n_batches = x.shape[0] // batch_size
         order = jax.random.permutation(perm_key, x.shape[0])[: n_batches * batch_size]
 
         def scan_body(carry: _Carry, idx: jax.Array):
-            return _advance(body, carry, x[idx], y[idx], noise_key)
+            return _advance(body, carry, x[idx], y[idx], noise_key, hyper)
 
         return jax.lax.scan(scan_body, carry, order.reshape(n_batches, batch_size))
 
-    return jax.jit(epoch, donate_argnums=(0,))
+    return jax.jit(epoch, donate_argnums=(0,), out_shardings=out_shardings)
+
+
+@functools.lru_cache(maxsize=64)
+def _make_fed_epoch(body: Body, out_shardings: Any):
+    """A jitted epoch over batches placed beforehand: ``xs`` ``(n_batches, batch, ...)``."""
+
+    def epoch(carry: _Carry, xs, ys, noise_key: PRNGKey):
+        def scan_body(carry: _Carry, batch: tuple[jax.Array, jax.Array]):
+            return _advance(body, carry, *batch, noise_key)
+
+        return jax.lax.scan(scan_body, carry, (xs, ys))
+
+    return jax.jit(epoch, donate_argnums=(0,), out_shardings=out_shardings)
 
 
 class FitResult(NamedTuple):
@@ -195,9 +278,12 @@ def _data_stats(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array, jax.A
 
 
 def _validate_data(
-    caller: str, model: Layer, params: Params, state: State, x: Any, y: Any
-) -> tuple[jax.Array, jax.Array]:
-    """Clear errors for bad data before anything is compiled; returns device arrays."""
+    caller: str, model: Layer, params: Params, state: State, x: Any, y: Any, place: bool = True
+) -> tuple[Any, Any]:
+    """Clear errors for bad data before anything is compiled.
+
+    Returns device arrays (``place``), or NumPy arrays for a mesh to place its way.
+    """
     ndim = getattr(x, "ndim", None)
     if ndim is None or ndim < 2:
         raise ValueError(
@@ -218,7 +304,10 @@ def _validate_data(
         raise ValueError(f"{caller}: x and y are empty: need at least one example")
     example = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)
     out = jax.eval_shape(lambda p, s, a: forward(model, p, a, state=s)[0], params, state, example)
-    x, y = jax.device_put(x), jax.device_put(y)
+    if place:
+        x, y = jax.device_put(x), jax.device_put(y)
+    else:
+        x, y = np.asarray(x), np.asarray(y)
     finite, low, high = (int(v) for v in _data_stats(x, y))
     if not finite:
         rows = jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), axis=1)
@@ -244,7 +333,8 @@ class _Log:
     """
 
     def __init__(self, total: int, unit: str, progress: bool, on_nonfinite: str) -> None:
-        self.bar = tqdm(total=total, unit=unit, disable=not progress, dynamic_ncols=True)
+        shown = progress and parallel.is_main_process()  # one bar in a multi-process run
+        self.bar = tqdm(total=total, unit=unit, disable=not shown, dynamic_ncols=True)
         self.on_nonfinite = on_nonfinite
         self.pending: list[tuple[int, Metrics]] = []
         self.rows: dict[str, list] = {}
@@ -264,7 +354,8 @@ class _Log:
                 if self.on_nonfinite == "raise":
                     self.bar.close()
                     raise FloatingPointError(message + "; lower the learning rate or check data")
-                warnings.warn(message, RuntimeWarning, stacklevel=4)
+                if parallel.is_main_process():
+                    warnings.warn(message, RuntimeWarning, stacklevel=4)
             reduce = (lambda v: np.mean(v, axis=0)) if per_batch else np.asarray
             self.record(name, index, {k: reduce(v) for k, v in host.items()})
         if self.pending:
@@ -318,6 +409,8 @@ def fit(
     grads: Literal["manual", "autodiff"] = "manual",
     drop_last: bool = True,
     on_nonfinite: Literal["raise", "warn"] = "raise",
+    mesh: Mesh | None = None,
+    local_data: bool = False,
 ) -> FitResult:
     """Train ``model`` on ``(x, y)``: full-batch steps or shuffled mini-batch epochs.
 
@@ -338,7 +431,23 @@ def fit(
     to ``opt_state.timestep`` when an optimizer state with that field is given. The data is
     moved to the device once. A non-finite loss stops training with `FloatingPointError`
     naming the step (``on_nonfinite="warn"`` only warns). Bad data raises before anything is
-    compiled.
+    compiled. Calling `fit` again with the same model and loss and an equal optimizer (e.g.
+    ``nj.adam(1e-3)`` built anew) reuses the compiled code.
+
+    **Data parallel** (``mesh``, see `nnrs_jax.parallel`): each batch is split over the mesh's
+    devices, params, model state and optimizer state are replicated, and XLA all-reduces the
+    gradients. The batches and their order are the one-device run's, so the results equal it
+    to float32 rounding. The batch size (in full-batch training: the number of examples) must
+    be divisible by the device count. Each epoch, every process gathers its slice of every
+    batch of the epoch's permutation on the host and puts it on its own devices; in full-batch
+    training ``x`` is split by rows (and a `dense` layer's transposed copy by columns).
+    ``eval_data`` is replicated. In a multi-process run every process makes the same call
+    (after `nnrs_jax.parallel.initialize`), holding the whole dataset; only process 0 draws the
+    progress bar. With ``local_data=True``, ``x``/``y`` are instead this process's own share
+    of the examples (data already split per host, the same number of examples on every
+    process): each process shuffles its share with the same key, and every batch takes
+    ``batch_size × (its devices / all devices)`` rows from each process; the batches then
+    differ from a one-device run's. The returned arrays are replicated over the mesh.
 
     Args:
         model, loss, optimizer: what to train.
@@ -351,6 +460,8 @@ def fit(
             epoch.
         progress: show a progress bar (stderr) with loss and accuracy.
         grads: ``"manual"`` (hand-written backward) or ``"autodiff"``.
+        mesh: a `jax.sharding.Mesh` with one axis ``"data"`` to train data parallel on.
+        local_data: with ``mesh``: ``x`` and ``y`` are this process's share of the data.
 
     Example:
         >>> import jax, numpy as np, nnrs_jax as nj
@@ -365,22 +476,38 @@ def fit(
     _check_mode(steps, epochs, batch_size, log_every, on_nonfinite)
     if grads not in ("manual", "autodiff"):
         raise ValueError(f"fit: grads must be 'manual' or 'autodiff', got {grads!r}")
+    if mesh is not None:
+        mesh = parallel.check_mesh("fit", mesh)
+    elif local_data:
+        raise ValueError("fit: local_data=True describes data split over a mesh; pass mesh=")
+    if local_data and not drop_last:
+        raise ValueError("fit: local_data=True needs drop_last=True (no partial last batch)")
     init_key, data_key, noise_key = _fit_keys(key)
     params = jax.jit(model.init)(init_key) if params is None else jax.tree.map(jnp.copy, params)
     start = _start_step(step, opt_state)
     opt_state = optimizer.init(params) if opt_state is None else jax.tree.map(jnp.copy, opt_state)
     state = model.init_state() if state is None else jax.tree.map(jnp.copy, state)
-    x, y = _validate_data("fit", model, params, state, x, y)
+    on_device = mesh is None
+    x, y = _validate_data("fit", model, params, state, x, y, place=on_device)
     evaluate = None
     if eval_data is not None:
-        x_eval, y_eval = _validate_data("fit", model, params, state, *eval_data)
+        x_eval, y_eval = _validate_data("fit", model, params, state, *eval_data, place=on_device)
+        if mesh is not None:
+            x_eval, y_eval = parallel.replicate((x_eval, y_eval), mesh)
         evaluate = functools.partial(_evaluate_batch, model, loss, x=x_eval, y=y_eval)
-    if batch_size is None and grads == "manual":
-        x = model.prepare(x)
     body = _step_body(model, loss, optimizer, grads)
     carry = _Carry(params, state, opt_state, jnp.asarray(start, jnp.int32))
     loop = _Loop(steps, epochs, batch_size, drop_last, log_every, progress, on_nonfinite)
-    return _run(body, carry, x, y, data_key, noise_key, loop, evaluate)
+    layout = _Layout(mesh)
+    if mesh is None:
+        data: _OnDevice | _Feed = _OnDevice(x, y)
+    else:
+        data = _Feed(mesh, x, y, local_data)
+        if batch_size is None:
+            data = _OnDevice(*data.whole())
+    if batch_size is None and grads == "manual":
+        data = data._replace(x=model.prepare(data.x))
+    return _run(body, layout.carry(carry), data, data_key, noise_key, loop, evaluate, layout)
 
 
 def fit_many(
@@ -400,16 +527,30 @@ def fit_many(
     progress: bool = True,
     grads: Literal["manual", "autodiff"] = "manual",
     on_nonfinite: Literal["raise", "warn"] = "raise",
+    mesh: Mesh | None = None,
 ) -> FitResult:
     """Train several models at once with ``jax.vmap``: different seeds and/or hyperparameters.
 
     Model ``i`` starts from ``model.init(split(key, n)[i])``; all models see the same data in
     the same order (a fair comparison), each with its own dropout keys. With ``hparams`` (an
     array with a leading axis of size ``n``), ``optimizer`` is a function
-    ``hparam -> Optimizer`` traced once per model, e.g. ``lambda lr: nj.nadam(lr)`` over
+    ``hparam -> Optimizer``, e.g. ``lambda lr: nj.nadam(lr)`` over
     ``hparams=jnp.array([1e-3, 3e-3, 1e-2])``; otherwise one optimizer is shared and
     ``num_models`` says how many seeds. The compiled step is the vmapped step of `fit`, so
     ``n`` models cost far less than ``n`` separate runs.
+
+    Compiled once: the function is called on each concrete ``hparams[i]``; where the results
+    are the same optimizer but for some numbers (the library's optimizers compare by their
+    settings), those numbers become arguments of the compiled step, so calling `fit_many`
+    again, even with a new ``lambda`` or other values, reuses the compiled code. Numbers that
+    differ between models must be ones the optimizer accepts as arrays (learning rates);
+    anything else differing (a custom optimizer built from closures) makes the function be
+    traced with ``hparams[i]`` as an array instead, compiled anew for each new function.
+
+    With ``mesh`` (one axis ``"data"``), the model axis is split over the mesh's devices:
+    ``n`` must be divisible by the device count, each device trains ``n / devices`` models on
+    a replicated copy of the data, and the returned params and states stay split over the
+    mesh (the history is gathered).
 
     Returns:
         A `FitResult` whose params, opt_state, state and history leaves have a leading model
@@ -433,12 +574,7 @@ def fit_many(
         _check_count("num_models", num_models, minimum=1)
         if not isinstance(optimizer, Optimizer):
             raise TypeError("fit_many: optimizer must be an Optimizer when no hparams are given")
-        shared = optimizer
-        hparams = jnp.zeros((num_models,), jnp.float32)
-
-        def make(hparam: jax.Array) -> Optimizer:
-            return shared
-
+        n, settings = num_models, _Settings(("static", optimizer), ())
     else:
         hparams = jnp.asarray(hparams)
         if hparams.ndim < 1 or hparams.shape[0] < 1:
@@ -453,26 +589,141 @@ def fit_many(
             raise TypeError(
                 "fit_many: with hparams, optimizer must be a function hparam -> Optimizer"
             )
-        make = optimizer
-    n = hparams.shape[0]
+        n = hparams.shape[0]
+        settings = _settings([optimizer(hparams[i]) for i in range(n)], hparams.dtype)
+    if mesh is not None:
+        mesh = parallel.check_mesh("fit_many", mesh)
+        parallel.check_divisible("fit_many", "the number of models", n, mesh)
+    if settings is None:
+        # Not the same optimizer up to numbers: trace the function itself on hparams[i].
+        body, hyper, make = _traced_many_body(model, loss, optimizer, grads, n), hparams, optimizer
+    else:
+        body, hyper = _many_body(model, loss, settings.template, grads, n), settings.hyper
+
+        def make(h: Any) -> Optimizer:
+            return _instantiate(settings.template, h)
+
     init_key, data_key, noise_key = _fit_keys(key)
     params = jax.vmap(model.init)(jax.random.split(init_key, n))
-    opt_state = jax.vmap(lambda p, h: make(h).init(p))(params, hparams)
+    opt_state = jax.vmap(lambda p, h: make(h).init(p))(params, hyper)
     state = jax.tree.map(lambda a: jnp.broadcast_to(a, (n, *a.shape)), model.init_state())
     first = jax.tree.map(lambda a: a[0], (params, state))
     x, y = _validate_data("fit_many", model, *first, x, y)
+    layout = _Layout(mesh, models=True)
+    if mesh is not None:
+        x, y = parallel.replicate((x, y), mesh)
+        hyper = parallel.distribute(hyper, parallel.split(mesh))
     if batch_size is None and grads == "manual":
         x = model.prepare(x)
-
-    def body(params, state, opt_state, x, y, key):
-        def one(p, s, o, h, k):
-            return _step_body(model, loss, make(h), grads)(p, s, o, x, y, k)
-
-        return jax.vmap(one)(params, state, opt_state, hparams, jax.random.split(key, n))
-
-    carry = _Carry(params, state, opt_state, jnp.asarray(0, jnp.int32))
+    carry = layout.carry(_Carry(params, state, opt_state, jnp.asarray(0, jnp.int32)))
     loop = _Loop(steps, epochs, batch_size, True, log_every, progress, on_nonfinite)
-    return _run(body, carry, x, y, data_key, noise_key, loop, None)
+    return _run(body, carry, _OnDevice(x, y), data_key, noise_key, loop, None, layout, hyper)
+
+
+class _Settings(NamedTuple):
+    """An optimizer described once for all models: ``template`` with slots for ``hyper``.
+
+    ``template`` is a hashable tree of nodes, ``("bind", fn, children)``, ``("tuple", type,
+    children)``, ``("static", value)`` and ``("slot", i)``; ``hyper[i]`` holds slot ``i``'s
+    value for each model (a leading model axis).
+    """
+
+    template: Any
+    hyper: tuple[jax.Array, ...]
+
+
+def _describe(value: Any, numbers: list[float]) -> Any:
+    """A hashable node for ``value`` (an optimizer or a part of one); floats go to ``numbers``.
+
+    Raises:
+        TypeError: ``value`` holds something that is neither a `bind`, a tuple, a number nor
+            hashable (e.g. an array).
+    """
+    if isinstance(value, bind):
+        return ("bind", value.fn, tuple(_describe(h, numbers) for h in value.hyper))
+    if isinstance(value, tuple):
+        return ("tuple", type(value), tuple(_describe(v, numbers) for v in value))
+    if isinstance(value, (float, np.floating)):
+        numbers.append(float(value))
+        return ("number",)
+    hash(value)
+    return ("static", value)
+
+
+def _settings(optimizers: list[Any], dtype: Any) -> _Settings | None:
+    """The optimizers as one template whose differing numbers are slots; ``None`` if not alike.
+
+    Numbers equal across the models stay constants of the compiled code; the others become
+    ``hyper`` arrays (in ``dtype`` when it is a float type), arguments of the compiled code.
+    """
+    nodes, numbers = [], []
+    for optimizer in optimizers:
+        found: list[float] = []
+        try:
+            nodes.append(_describe(optimizer, found))
+        except TypeError:
+            return None
+        numbers.append(found)
+    if any(node != nodes[0] for node in nodes):
+        return None
+    columns = iter(zip(*numbers, strict=True))
+    dtype = dtype if jnp.issubdtype(dtype, jnp.floating) else None
+    hyper: list[jax.Array] = []
+
+    def fill(node: Any) -> Any:
+        if node[0] == "number":
+            column = next(columns)
+            if len(set(column)) == 1:
+                return ("static", column[0])
+            hyper.append(jnp.asarray(column, dtype))
+            return ("slot", len(hyper) - 1)
+        if node[0] in ("bind", "tuple"):
+            return (node[0], node[1], tuple(fill(child) for child in node[2]))
+        return node
+
+    template = fill(nodes[0])
+    return _Settings(template, tuple(hyper))
+
+
+def _instantiate(node: Any, hyper: Any) -> Any:
+    """Rebuild an optimizer from its template, slot ``i`` taking the value ``hyper[i]``."""
+    kind = node[0]
+    if kind == "slot":
+        return hyper[node[1]]
+    if kind == "static":
+        return node[1]
+    children = [_instantiate(child, hyper) for child in node[2]]
+    if kind == "bind":
+        return bind(node[1], *children)
+    cls = node[1]
+    return cls(*children) if hasattr(cls, "_fields") else cls(children)
+
+
+@functools.lru_cache(maxsize=64)
+def _many_body(model: Layer, loss: Loss, template: Any, grads: str, n: int) -> Body:
+    """`fit`'s step under ``vmap`` over ``n`` models, each optimizer built from ``hyper``."""
+
+    def body(params, state, opt_state, x, y, key, hyper=()):
+        def one(p, s, o, h, k):
+            optimizer = _instantiate(template, h)
+            return _make_body(model, loss, optimizer, grads)(p, s, o, x, y, k)
+
+        return jax.vmap(one)(params, state, opt_state, hyper, jax.random.split(key, n))
+
+    return body
+
+
+@functools.lru_cache(maxsize=8)
+def _traced_many_body(model: Layer, loss: Loss, make: Callable, grads: str, n: int) -> Body:
+    """As `_many_body`, for optimizers only ``make`` can build: ``make(hparam)`` traced."""
+
+    def body(params, state, opt_state, x, y, key, hyper=()):
+        def one(p, s, o, h, k):
+            return _make_body(model, loss, make(h), grads)(p, s, o, x, y, k)
+
+        return jax.vmap(one)(params, state, opt_state, hyper, jax.random.split(key, n))
+
+    return body
 
 
 class _Loop(NamedTuple):
@@ -487,47 +738,181 @@ class _Loop(NamedTuple):
     on_nonfinite: str
 
 
+class _Layout(NamedTuple):
+    """Where a run's arrays live: one device (no mesh), or a mesh, replicated or split.
+
+    ``models``: `fit_many` on a mesh: the carry's leading model axis is split over it.
+    """
+
+    mesh: Mesh | None = None
+    models: bool = False
+
+    def out_shardings(self) -> Any:
+        """The ``out_shardings`` of the compiled step and epoch (``None``: no mesh)."""
+        if self.mesh is None:
+            return None
+        whole = parallel.replicated(self.mesh)
+        if not self.models:
+            return whole
+        split = parallel.split(self.mesh)
+        return (_Carry(split, split, split, whole), whole)
+
+    def carry(self, carry: _Carry) -> _Carry:
+        if self.mesh is None:
+            return carry
+        if not self.models:
+            return parallel.replicate(carry, self.mesh)
+        per_model = parallel.distribute(carry[:3], parallel.split(self.mesh))
+        return _Carry(*per_model, parallel.replicate(carry.step, self.mesh))
+
+    def key(self, key: PRNGKey) -> PRNGKey:
+        return key if self.mesh is None else parallel.replicate(key, self.mesh)
+
+
+class _OnDevice(NamedTuple):
+    """All the data on the device (replicated on a mesh); batches gathered inside the epoch."""
+
+    x: Any
+    y: jax.Array
+
+    @property
+    def rows(self) -> int:
+        return self.y.shape[0]
+
+    def tail(self, perm_key: PRNGKey, batch_size: int) -> tuple[Any, jax.Array]:
+        """The partial last batch of the epoch's permutation."""
+        idx = jax.random.permutation(perm_key, self.rows)[self.rows // batch_size * batch_size :]
+        return self.x[idx], self.y[idx]
+
+
+class _Feed:
+    """Data-parallel input: each process puts its slice of every batch on its own devices.
+
+    Without ``local_data`` every process holds all ``N`` examples and the batches are those of
+    the one-device run: the epoch's permutation of ``range(N)``, cut into batches, each split
+    over the devices. With ``local_data`` each process holds its own share, shuffles it with
+    the same key, and gives every batch its block of rows.
+    """
+
+    def __init__(self, mesh: Mesh, x: np.ndarray, y: np.ndarray, local_data: bool) -> None:
+        self.mesh, self.x, self.y, self.local_data = mesh, x, y, local_data
+        devices = mesh.devices.size
+        own = parallel.process_rows(mesh, devices)
+        self.own = own.stop - own.start  # this process's devices
+        self.rows = x.shape[0] * devices // self.own if local_data else x.shape[0]
+        if local_data:
+            if x.shape[0] % self.own:
+                raise ValueError(
+                    f"fit: with local_data=True, the {x.shape[0]} examples of this process "
+                    f"must be divisible by its {self.own} devices"
+                )
+            counts = multihost_utils.process_allgather(np.int64(x.shape[0]))
+            if len(set(np.ravel(counts).tolist())) != 1:
+                raise ValueError(
+                    "fit: with local_data=True every process must hold the same number of "
+                    f"examples, got {np.ravel(counts).tolist()}"
+                )
+        self.order = np.arange(0)
+
+    def _place(self, rows: np.ndarray, shape: tuple[int, ...], axis: int) -> tuple[Any, Any]:
+        sharding = parallel.split(self.mesh, axis)
+        return tuple(
+            parallel.assemble(a[rows], sharding, (*shape, *a.shape[1:])) for a in (self.x, self.y)
+        )
+
+    def whole(self) -> tuple[jax.Array, jax.Array]:
+        """All examples as one batch split by rows (full-batch training)."""
+        parallel.check_divisible(
+            "fit", "the number of examples (full-batch training's batch)", self.rows, self.mesh
+        )
+        rows = np.arange(self.x.shape[0])
+        if not self.local_data:
+            rows = rows[parallel.process_rows(self.mesh, self.rows)]
+        return self._place(rows, (self.rows,), 0)
+
+    def check(self, batch_size: int, rest: int) -> None:
+        parallel.check_divisible("fit", "batch_size", batch_size, self.mesh)
+        if rest:
+            parallel.check_divisible(
+                "fit", "the partial last batch (drop_last=False) of", rest, self.mesh
+            )
+
+    def epoch(self, perm_key: PRNGKey, batch_size: int) -> tuple[jax.Array, jax.Array]:
+        """The epoch's batches, ``(n_batches, batch_size, ...)``, split on axis 1."""
+        share = parallel.process_rows(self.mesh, batch_size)
+        width = share.stop - share.start
+        self.order = np.asarray(jax.random.permutation(perm_key, self.x.shape[0]))
+        if self.local_data:
+            count = self.x.shape[0] // width
+            rows = self.order[: count * width].reshape(count, width)
+        else:
+            count = self.rows // batch_size
+            rows = self.order[: count * batch_size].reshape(count, batch_size)[:, share]
+        return self._place(rows, (count, batch_size), 1)
+
+    def tail(self, perm_key: PRNGKey, batch_size: int) -> tuple[jax.Array, jax.Array]:
+        """The partial last batch of the permutation `epoch` drew, split by rows."""
+        rest = self.order[self.rows // batch_size * batch_size :]
+        return self._place(rest[parallel.process_rows(self.mesh, rest.size)], (rest.size,), 0)
+
+
 def _run(
     body: Body,
     carry: _Carry,
-    x: Any,
-    y: jax.Array,
+    data: _OnDevice | _Feed,
     data_key: PRNGKey,
     noise_key: PRNGKey,
     loop: _Loop,
     evaluate: Callable[[Params, State], Metrics] | None,
+    layout: _Layout | None = None,
+    hyper: Any = (),
 ) -> FitResult:
     """The host loop shared by `fit` and `fit_many`: launch compiled chunks, read back metrics."""
+    layout = _Layout() if layout is None else layout
     start = int(carry.step)
+    out = layout.out_shardings()
+    noise_key = layout.key(noise_key)
+    paced = parallel.paced(layout.mesh)
     if loop.batch_size is None:
-        run_step = _make_full_step(body)
+        run_step = _make_full_step(body, out)
         log = _Log(loop.steps, "step", loop.progress, loop.on_nonfinite)
         for i in range(loop.steps):
-            carry, metrics = run_step(carry, x, y, noise_key)
+            carry, metrics = run_step(carry, data.x, data.y, noise_key, hyper)
             log.add(start + i, metrics)
             if (i + 1) % loop.log_every == 0 or i + 1 == loop.steps:
                 log.flush("step", lambda index: index, per_batch=False)
                 if evaluate is not None:
                     _log_eval(log, "eval_step", start + i + 1, evaluate(carry.params, carry.state))
+            elif paced and (i + 1) % parallel.MAX_AHEAD == 0:
+                jax.block_until_ready(carry.step)
         return _result(carry, log)
 
-    n, batch_size = x.shape[0], loop.batch_size
+    n, batch_size = data.rows, loop.batch_size
     if batch_size > n:
         raise ValueError(f"fit: batch_size {batch_size} is larger than the {n} examples")
     n_batches, rest = divmod(n, batch_size)
     per_epoch = n_batches + (0 if loop.drop_last or rest == 0 else 1)
     if start % per_epoch:
         raise ValueError(f"fit: step {start} is not a whole number of epochs of {per_epoch} steps")
-    run_epoch = _make_epoch(body, batch_size)
-    tail_step = _make_full_step(body) if per_epoch > n_batches else None
+    fed = isinstance(data, _Feed)
+    if fed:
+        data.check(batch_size, rest if per_epoch > n_batches else 0)
+        run_epoch = _make_fed_epoch(body, out)
+    else:
+        run_epoch = _make_epoch(body, batch_size, out)
+    tail_step = _make_full_step(body, out) if per_epoch > n_batches else None
     log = _Log(loop.epochs, "epoch", loop.progress, loop.on_nonfinite)
     first_epoch = start // per_epoch
     for e in range(first_epoch, first_epoch + loop.epochs):
         perm_key = jax.random.fold_in(data_key, e)
-        carry, metrics = run_epoch(carry, x, y, perm_key, noise_key)
+        if fed:
+            carry, metrics = run_epoch(carry, *data.epoch(perm_key, batch_size), noise_key)
+        else:
+            carry, metrics = run_epoch(
+                carry, data.x, data.y, layout.key(perm_key), noise_key, hyper
+            )
         if tail_step is not None:
-            idx = jax.random.permutation(perm_key, n)[n_batches * batch_size :]
-            carry, tail = tail_step(carry, x[idx], y[idx], noise_key)
+            carry, tail = tail_step(carry, *data.tail(perm_key, batch_size), noise_key, hyper)
             metrics = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), metrics, tail)
         log.add(e, metrics)
         log.flush("epoch", lambda index: index * per_epoch, per_batch=True)

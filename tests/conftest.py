@@ -1,4 +1,15 @@
-"""Shared fixtures. Strict dtype promotion and rank promotion catch silent broadcasting bugs."""
+"""Shared fixtures, and the two configurations the suite runs in.
+
+``pytest`` runs with ``jax_enable_x64`` on, so that every hand-written backward pass is checked
+against ``jax.vjp`` / ``jax.grad`` in float64 (to 1e-10). ``pytest --float32`` runs with x64
+off — the library's default, what a user gets — the layer, loss, objective, optimizer, training
+and property tests (`FLOAT32_MODULES`) and the docstring examples of ``nnrs_jax``. There a test
+is reported as skipped, since it belongs to the x64 run, when it asks for a float64 array (which
+JAX would silently truncate to float32), is marked ``@pytest.mark.float64`` or is listed in
+`FLOAT64_ONLY`. The docstring examples run only in the float32 run, since they show what a
+reader sees (``pytest nnrs_jax`` runs them alone). Both runs use strict dtype promotion and rank
+promotion "raise", which catch silent broadcasting bugs.
+"""
 
 import os
 from pathlib import Path
@@ -6,16 +17,91 @@ from pathlib import Path
 import jax
 import pytest
 
-jax.config.update("jax_enable_x64", True)
-jax.config.update("jax_numpy_dtype_promotion", "strict")
-jax.config.update("jax_numpy_rank_promotion", "raise")
+FLOAT32_MODULES = frozenset(
+    {
+        "test_combinators.py",
+        "test_dropout.py",
+        "test_layers.py",
+        "test_losses.py",
+        "test_normalization.py",
+        "test_objective.py",
+        "test_optim.py",
+        "test_optim_wrappers.py",
+        "test_properties.py",
+        "test_train.py",
+    }
+)
+# JAX's warning when float64 is asked for with x64 off; turned into an error, then a skip.
+FLOAT64_REQUEST = "Explicitly requested dtype float64"
+# Float64-only tests that JAX cannot flag: their NumPy float64 data become float32 silently with
+# x64 off, and their tolerance is float64's. A test may also say so itself: @pytest.mark.float64.
+FLOAT64_ONLY = frozenset(
+    {
+        "tests/test_optim.py::test_rule_matches_numpy",
+        "tests/test_optim.py::test_vmap_over_four_models_equals_four_runs",
+    }
+)
 
+PACKAGE = Path(__file__).resolve().parents[1] / "nnrs_jax"  # holds the docstring examples
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if "NNRS_JAX_DATA" not in os.environ and SHARED_DATA.is_dir():
     os.environ["NNRS_JAX_DATA"] = str(SHARED_DATA)
 if os.environ.get("NNRS_JAX_DATA"):
     # Absolute, so that subprocesses and notebook kernels started in other folders find it too.
     os.environ["NNRS_JAX_DATA"] = str(Path(os.environ["NNRS_JAX_DATA"]).resolve())
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--float32",
+        action="store_true",
+        help="run the float32 suite with jax_enable_x64 off (the library's default)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    float32 = config.getoption("float32")
+    jax.config.update("jax_enable_x64", not float32)
+    jax.config.update("jax_numpy_dtype_promotion", "strict")
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    if float32:
+        config.addinivalue_line("filterwarnings", f"error:{FLOAT64_REQUEST}:UserWarning")
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    name = collection_path.name
+    is_test_module = name.startswith("test_") and name.endswith(".py")
+    if config.getoption("float32") and is_test_module and name not in FLOAT32_MODULES:
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("float32"):
+        skip = pytest.mark.skip(reason="a float64 test (it runs without --float32)")
+        for item in items:
+            if item.get_closest_marker("float64") or item.nodeid.split("[")[0] in FLOAT64_ONLY:
+                item.add_marker(skip)
+        return
+    examples = [item for item in items if PACKAGE in item.path.parents]
+    if examples:
+        config.hook.pytest_deselected(items=examples)
+        items[:] = [item for item in items if PACKAGE not in item.path.parents]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    report = yield
+    error = call.excinfo
+    if (
+        error is not None
+        and error.errisinstance(UserWarning)
+        and FLOAT64_REQUEST in str(error.value)
+    ):
+        report.outcome = "skipped"
+        path, line, _ = item.location
+        report.longrepr = (path, line + 1, "Skipped: a float64 test (it runs without --float32)")
+    return report
 
 
 @pytest.fixture

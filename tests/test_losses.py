@@ -92,3 +92,17 @@ def test_bad_targets(name):
         loss.backward(outputs, jnp.zeros((4, 2), jnp.float32))
     with pytest.raises(ValueError, match="outputs"):
         loss.value(jnp.zeros((4,), jnp.float32), jnp.zeros((4,), jnp.int32))
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_wrong_types_and_dtypes_raise_type_error(name):
+    loss = LOSSES[name]
+    labels = jnp.zeros((4,), jnp.int32)
+    with pytest.raises(TypeError, match=rf"^{name}: outputs must have a floating dtype, got int32"):
+        loss.value(jnp.zeros((4, 3), jnp.int32), labels)
+    with pytest.raises(TypeError, match=rf"^{name}: outputs must be an array, got list"):
+        loss.backward([[0.0, 1.0]], labels)
+    with pytest.raises(TypeError, match=rf"^{name}: targets must be an array, got list"):
+        loss.value(jnp.zeros((4, 3), jnp.float32), [0, 1, 2, 0])
+    with pytest.raises(ValueError, match=rf"^{name}: outputs must have shape \(batch, classes\)"):
+        jax.jit(loss.value)(jnp.zeros((4, 3, 1), jnp.float32), labels)

@@ -11,21 +11,36 @@ from nnrs_jax.layers.base import (
     output_shape,
 )
 from nnrs_jax.layers.combinators import residual, serial
+from nnrs_jax.layers.conv import Conv2dParams, conv2d
 from nnrs_jax.layers.dense import DenseParams, dense
+from nnrs_jax.layers.dropout import dropout
+from nnrs_jax.layers.normalization import BatchNormParams, BatchNormState, batch_norm
+from nnrs_jax.layers.pooling import avg_pool, max_pool
+from nnrs_jax.layers.shape import flatten, reshape
 
 __all__ = [
+    "BatchNormParams",
+    "BatchNormState",
+    "Conv2dParams",
     "DenseParams",
     "Layer",
     "Pretransposed",
+    "avg_pool",
     "backward",
+    "batch_norm",
     "context_layer",
+    "conv2d",
     "dense",
+    "dropout",
     "elu",
+    "flatten",
     "forward",
     "has_state",
     "leaky_relu",
+    "max_pool",
     "output_shape",
     "relu",
+    "reshape",
     "residual",
     "selu",
     "serial",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from nnrs_jax._validate import check_int
 from nnrs_jax.layers.base import Pretransposed
 
 
@@ -46,4 +48,76 @@ def check_same_shape(name: str, x: jax.Array, grad_y: jax.Array) -> None:
     if tuple(grad_y.shape) != tuple(x.shape):
         raise ValueError(
             f"{name}: grad_y must have the shape of x {tuple(x.shape)}, got {tuple(grad_y.shape)}"
+        )
+
+
+def check_train(name: str, train: object) -> None:
+    """Raise unless ``train`` is a Python (or NumPy) bool: it picks a code path while tracing."""
+    if not isinstance(train, (bool, np.bool_)):
+        raise TypeError(
+            f"{name}: train must be a Python bool (it is static under jit), "
+            f"got {type(train).__name__}"
+        )
+
+
+def check_key(name: str, key: object) -> None:
+    """Raise unless ``key`` is a PRNG key: a typed `jax.random.key` or a legacy uint32 key."""
+    if key is None:
+        raise TypeError(f"{name}: training needs a PRNG key; pass key=jax.random.key(...)")
+    dtype = getattr(key, "dtype", None)
+    typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
+    legacy = dtype == jnp.uint32 and tuple(getattr(key, "shape", ()))[-1:] == (2,)
+    if not (typed or legacy):
+        got = type(key).__name__
+        if dtype is not None:
+            got += f" of dtype {dtype} and shape {tuple(getattr(key, 'shape', ()))}"
+        raise TypeError(f"{name}: key must be a PRNG key from jax.random.key(seed), got {got}")
+
+
+def pair(name: str, arg: str, value: object, *, low: int) -> tuple[int, int]:
+    """An int ``n`` as ``(n, n)``, or a pair of ints, each ``>= low`` (kernel, stride, padding)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(
+                f"{name}: {arg} must be an int or a pair of ints, got {len(value)} values {value!r}"
+            )
+        first, second = (check_int(name, arg, v, low=low) for v in value)
+        return first, second
+    n = check_int(name, arg, value, low=low)
+    return n, n
+
+
+def check_image(name: str, x: jax.Array, *, channels: int | None = None, arg: str = "x") -> None:
+    """Raise unless ``x`` is a floating NHWC batch ``(batch, height, width, channels)``."""
+    check_floating(name, x, arg)
+    want = f"(batch, height, width, {channels if channels is not None else 'channels'})"
+    if len(x.shape) != 4:
+        raise ValueError(
+            f"{name}: {arg} must have shape {want} (NHWC, rank 4), got {tuple(x.shape)} "
+            f"(rank {len(x.shape)})"
+        )
+    if channels is not None and x.shape[-1] != channels:
+        raise ValueError(
+            f"{name}: {arg} must have shape {want}: expected {channels} channels, "
+            f"got {x.shape[-1]} (shape {tuple(x.shape)})"
+        )
+
+
+def window_output_size(name: str, axis: str, size: int, window: int, stride: int, what: str) -> int:
+    """Positions of a ``window`` sliding by ``stride`` over ``size``; raise if it does not fit."""
+    if window > size:
+        raise ValueError(
+            f"{name}: the {what} {axis} {window} is larger than the input {axis} {size} "
+            f"(after padding); expected an input {axis} >= {window}"
+        )
+    return (size - window) // stride + 1
+
+
+def check_grad_shape(name: str, grad_y: jax.Array, shape: tuple[int, ...]) -> None:
+    """Raise unless ``grad_y`` has ``shape``, the shape of the layer's output."""
+    check_floating(name, grad_y, "grad_y")
+    if tuple(grad_y.shape) != tuple(shape):
+        raise ValueError(
+            f"{name}: grad_y must have the shape of the output {tuple(shape)}, "
+            f"got {tuple(grad_y.shape)}"
         )

@@ -6,12 +6,12 @@ last axis. Backward is ``dx = dy ⊙ f'(x)`` (softmax: ``dx = s ⊙ (dy − Σ d
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
+from nnrs_jax._validate import check_float
 from nnrs_jax.layers._checks import check_same_shape, floating_input
 from nnrs_jax.layers.base import Layer
 
@@ -43,16 +43,6 @@ def _elementwise(name: str, f: ArrayFn, df: ArrayFn) -> Layer:
     return Layer(_init, apply, backward, name=name)
 
 
-def _check_alpha(name: str, alpha: float) -> float:
-    if (
-        not isinstance(alpha, (int, float))
-        or isinstance(alpha, bool)
-        or not (math.isfinite(alpha) and alpha >= 0)
-    ):
-        raise ValueError(f"{name}: alpha must be a finite number >= 0, got {alpha!r}")
-    return float(alpha)
-
-
 def relu() -> Layer:
     """ReLU: ``y = max(x, 0)``; ``y' = 1 if x > 0 else 0``. Reference: Nair & Hinton 2010."""
     return _elementwise("relu", lambda x: jnp.maximum(x, 0), lambda x: (x > 0).astype(x.dtype))
@@ -63,7 +53,7 @@ def leaky_relu(alpha: float = 0.01) -> Layer:
 
     Reference: Maas et al. 2013, "Rectifier Nonlinearities Improve Neural Network Acoustic Models".
     """
-    a = _check_alpha("leaky_relu", alpha)
+    a = check_float("leaky_relu", "alpha", alpha, low=0.0)
     return _elementwise(
         f"leaky_relu({a})",
         lambda x: jnp.where(x > 0, x, a * x),
@@ -87,7 +77,7 @@ def elu(alpha: float = 1.0) -> Layer:
 
     Reference: Clevert et al. 2016, "Fast and Accurate Deep Network Learning by ELUs".
     """
-    a = _check_alpha("elu", alpha)
+    a = check_float("elu", "alpha", alpha, low=0.0)
     return _elementwise(f"elu({a})", *_elu_parts(a, 1.0))
 
 

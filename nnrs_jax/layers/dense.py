@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from nnrs_jax import initializers
+from nnrs_jax._validate import check_int
 from nnrs_jax.layers._checks import check_input, floating_input
 from nnrs_jax.layers.base import Layer, Pretransposed, no_penalty
 from nnrs_jax.regularizers import Regularizer
@@ -58,14 +59,15 @@ def dense(
         >>> params.w.shape, params.b.shape
         ((784, 64), (64,))
     """
-    for arg, value in (("in_dim", in_dim), ("out_dim", out_dim)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"dense: {arg} must be a positive int, got {value!r}")
+    in_dim = check_int("dense", "in_dim", in_dim, low=1)
+    out_dim = check_int("dense", "out_dim", out_dim, low=1)
     if regularizer is not None and not isinstance(regularizer, Regularizer):
         raise TypeError(
             f"dense: regularizer must be nj.l1/l2/elastic_net(...) or None, got {regularizer!r}"
         )
-    init_fn = initializers.resolve(init)
+    init_fn = initializers.resolve(init, caller="dense")
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"dense: dtype must be a floating dtype, got {jnp.dtype(dtype)}")
     name = f"dense({in_dim}, {out_dim})"
 
     def init_params(key: jax.Array) -> DenseParams:

@@ -1,0 +1,104 @@
+"""Search for the CNN recipe: train candidate CNNs on MNIST, print a markdown table.
+
+Each candidate trains with `nnrs_jax.fit` on the 60000 training digits (NHWC,
+``nj.datasets.mnist(split, flatten=False)``) and is scored with `nnrs_jax.evaluate` on the
+10000 test digits (inference mode: running batch-norm statistics, no dropout). ``train s`` is
+the wall time of `fit` alone, compilation included; ``cpu s`` the process CPU time over the
+same span and ``load`` the 1-minute load average at its end, so that a slow run can be told
+from a busy machine.
+
+Usage::
+
+    NNRS_JAX_DATA=/path/to/data python docs/cnn_recipe_search.py --list
+    NNRS_JAX_DATA=/path/to/data python docs/cnn_recipe_search.py --only recipe --seeds 0 1 2
+
+The results are discussed in ``docs/cnn_recipe.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+
+import nnrs_jax as nj
+
+
+def plain() -> nj.Layer:
+    """The benchmark net: conv 1→32, pool, conv 32→64, pool, dense 1600→128→10."""
+    return nj.serial(
+        nj.conv2d(1, 32, 3), nj.relu(), nj.max_pool(2),
+        nj.conv2d(32, 64, 3), nj.relu(), nj.max_pool(2),
+        nj.flatten(), nj.dense(1600, 128), nj.relu(), nj.dense(128, 10),
+    )  # fmt: skip
+
+
+def with_dropout() -> nj.Layer:
+    return nj.serial(
+        nj.conv2d(1, 32, 3), nj.relu(), nj.max_pool(2),
+        nj.conv2d(32, 64, 3), nj.relu(), nj.max_pool(2),
+        nj.flatten(), nj.dropout(0.25), nj.dense(1600, 128), nj.relu(), nj.dropout(0.5),
+        nj.dense(128, 10),
+    )  # fmt: skip
+
+
+class Candidate(NamedTuple):
+    name: str
+    model: Callable[[], nj.Layer]
+    lr: float = 2e-3
+    epochs: int = 8
+    batch_size: int = 128
+
+
+CANDIDATES: tuple[Candidate, ...] = (
+    Candidate("plain_e8", plain),
+    Candidate("dropout_e8", with_dropout),
+    Candidate("recipe", nj.recipes.cnn),
+    Candidate("recipe_e6", nj.recipes.cnn, epochs=6),
+    Candidate("recipe_lr1e-3", nj.recipes.cnn, lr=1e-3),
+    Candidate("recipe_e10", nj.recipes.cnn, epochs=10),
+)
+
+
+def run(candidate: Candidate, seed: int, data) -> str:
+    (x, y), (xt, yt) = data
+    model = candidate.model()
+    steps = candidate.epochs * (x.shape[0] // candidate.batch_size)
+    optimizer = nj.adam(nj.schedules.cosine_decay(candidate.lr, steps))
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = nj.fit(model, nj.cross_entropy, optimizer, x, y, key=jax.random.key(seed),
+                    epochs=candidate.epochs, batch_size=candidate.batch_size,
+                    progress=False)  # fmt: skip
+    jax.block_until_ready(result.params)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    accuracy = nj.evaluate(model, result.params, xt, yt, state=result.state).accuracy
+    load = os.getloadavg()[0]
+    return (f"| {candidate.name} | {seed} | {candidate.epochs} | {candidate.lr:g} | "
+            f"{100 * accuracy:.2f} | {wall:.0f} | {cpu:.0f} | {load:.1f} |")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", nargs="+", help="candidate names (default: all)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--list", action="store_true", help="list the candidates and exit")
+    args = parser.parse_args()
+    if args.list:
+        for c in CANDIDATES:
+            print(f"{c.name}: {c.model.__name__}, lr {c.lr:g}, {c.epochs} epochs of {c.batch_size}")
+        return
+    chosen = [c for c in CANDIDATES if args.only is None or c.name in args.only]
+    data = nj.datasets.mnist("train", flatten=False), nj.datasets.mnist("test", flatten=False)
+    print("| candidate | seed | epochs | lr | test % | train s | cpu s | load |")
+    print("|---|---|---|---|---|---|---|---|")
+    for candidate in chosen:
+        for seed in args.seeds:
+            print(run(candidate, seed, data), flush=True)
+
+
+if __name__ == "__main__":
+    main()
