@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -241,6 +243,16 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                        help="write the loss and accuracy curves as a PNG")  # fmt: skip
     train.add_argument("--history", metavar="PATH",
                        help="write the per-step or per-epoch history as CSV")  # fmt: skip
+    scale = train.add_argument_group(
+        "several processes", "train data parallel over every process's devices (jax.distributed); "
+        "run the same command on each process; process 0 prints and writes the files")  # fmt: skip
+    scale.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="address of process 0 (else JAX_COORDINATOR_ADDRESS)")  # fmt: skip
+    scale.add_argument("--num-processes", type=_positive_int, metavar="N")
+    scale.add_argument("--process-id", type=int, metavar="I", help="this process, 0 to N-1")
+    scale.add_argument("--distributed", action="store_true",
+                       help="join a run described by the environment: JAX_COORDINATOR_ADDRESS "
+                       "and the cluster JAX detects (Slurm, Open MPI, Kubernetes)")  # fmt: skip
 
     evaluate = commands.add_parser("evaluate", help="print the test report of a saved model")
     evaluate.add_argument("--load", required=True, help="a .npz written by train --save")
@@ -287,6 +299,23 @@ def _eval_params(spec: dict[str, Any], result_params: Any, opt_state: Any) -> An
     return nj.ema_params(opt_state) if spec.get("ema") else result_params
 
 
+def _join(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:
+    """Join the multi-process run the flags describe: its mesh, or ``None`` for one process."""
+    flags = (args.coordinator, args.num_processes, args.process_id)
+    if not args.distributed and flags == (None, None, None):
+        return None
+    try:
+        nj.parallel.initialize(*flags)
+    except (ValueError, RuntimeError) as error:
+        parser.error(str(error))
+    if not nj.parallel.is_main_process():
+        # Process 0 reports and writes; the others train alongside it, silently.
+        args.save = args.save_csv = args.history = args.plot = None
+        args.no_progress = True
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this process
+    return nj.parallel.data_mesh()
+
+
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.steps is not None and args.batch_size is not None:
         parser.error("--batch-size goes with --epochs, not with --steps (full batch)")
@@ -296,6 +325,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--weight-decay goes with --optimizer adamw (decoupled weight decay)")
     if args.plot:
         _require_matplotlib(parser)
+    mesh = _join(args, parser)  # before any other JAX call
     full_batch = args.steps is not None
     cnn = args.model == "cnn"
     recipe = nj.recipes.CNN if cnn else nj.recipes.MLP
@@ -338,7 +368,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     result = nj.fit(
         model, LOSSES[args.loss], optimizer, x, y, key=jax.random.key(args.seed),
         steps=args.steps, epochs=epochs, batch_size=batch_size,
-        log_every=args.log_every, progress=not args.no_progress,
+        log_every=args.log_every, progress=not args.no_progress, mesh=mesh,
     )  # fmt: skip
     jax.block_until_ready(result.params)
     seconds = time.perf_counter() - start
@@ -357,7 +387,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         plotting.plot_history(h, args.plot, title=f"{model.name}: {args.optimizer}, {mode}")
         print(f"saved the training curves to {args.plot}")
     params = _eval_params(opt_spec, result.params, result.opt_state)
-    report = nj.evaluate(model, params, xt, yt, LOSSES[args.loss], state=result.state)
+    report = nj.evaluate(model, params, xt, yt, LOSSES[args.loss], state=result.state, mesh=mesh)
     print(report)
     if args.save:
         meta = {"model": spec, "optimizer": opt_spec, "epochs": epochs, "steps": args.steps}
@@ -518,7 +548,7 @@ RANK_HELP = f"""Rank the optimizers or the activations on MNIST and test the see
   activations: {ranking.ACTIVATION_CLAIM}
                (784-16-10, Adam; LeCun init for SELU, He for the others)
 
-Protocol: {ranking.describe(ranking.FULL)}
+{textwrap.fill("Protocol: " + ranking.describe(ranking.FULL), 92)}
 
 Prints a table variant | lr | test % mean ± sd | rank, then for each adjacent pair of the
 claim whether it holds, is reversed or is not distinguishable, then a one-line summary.
@@ -540,7 +570,7 @@ def _rank(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     x, y = _load_data(args, "train")
     xt, yt = _load_data(args, "test")
     nj.enable_compilation_cache()
-    print(ranking.describe(protocol, len(x) - protocol.validation_size))
+    print(textwrap.fill(ranking.describe(protocol, len(x) - protocol.validation_size), 100))
     start = time.perf_counter()
 
     def report(r: ranking.VariantResult) -> None:

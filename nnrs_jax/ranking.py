@@ -345,11 +345,11 @@ def rank(
         >>> from nnrs_jax import ranking
         >>> rng = np.random.default_rng(0)
         >>> x = rng.random((600, 784), np.float32); y = (x[:, 0] > 0.5).astype(np.int32)
-        >>> variants = ranking.optimizer_variants()[:2]
-        >>> small = ranking.Protocol(steps=10, batch_size=50, seeds=2, validation_size=100)
-        >>> result = ranking.rank(variants, x, y, x[:100], y[:100], small)
-        >>> [r.name for r in result.results], result.results[0].test.shape
-        (['RMSProp', 'Nadam'], (2,))
+        >>> gd = ranking.optimizer_variants()[-1]._replace(grid=(0.1, 0.3))
+        >>> small = ranking.Protocol(steps=5, seeds=2, validation_size=100, train_size=None)
+        >>> gd_result = ranking.rank([gd], x, y, x[:100], y[:100], small).results[0]
+        >>> gd_result.learning_rate in gd.grid, gd_result.test.shape, gd_result.curve_loss.shape
+        (True, (2,), (5, 2))
     """
     protocol = _check_protocol(protocol)
     names = [v.name for v in variants]
