@@ -105,6 +105,10 @@ def jobs(workload: str, frameworks: Sequence[str]) -> list[Job]:
             Job(workload, f"nnrs_jax ×{VMAP_MODELS} (vmap)", "nnrs_jax", models=VMAP_MODELS),
         ]
     rows = [Job(workload, name, name) for name in frameworks]
+    if workload == "epoch" and "flax" in frameworks:
+        # Flax written both ways its users write it: a jitted step in a Python loop (the
+        # "flax" row) and the whole epoch in one lax.scan, as nnrs_jax runs it.
+        rows.append(Job(workload, "flax (lax.scan epoch)", "flax_scan"))
     if workload == "first_step" and "nnrs_jax" in frameworks:
         # Cold before warm: the warm process reads the cache the cold one wrote.
         rows[1:1] = [
