@@ -49,14 +49,15 @@ MAX_AHEAD = 8
 process.
 
 Why: XLA's CPU client launches each device's share of a multi-device program from its own
-thread pool, which has ``max(cores, devices)`` threads, and a launch waits while its device
-already has 32 computations in flight. When the host runs far ahead, a launch for a lagging
-device can block a pool thread while the other devices' shares hold the remaining threads,
-waiting in the collective's rendezvous for that very device: every thread waits, and XLA aborts
-after 40 s ("Expected N threads to join the rendezvous"). Waiting for the results every
-`MAX_AHEAD` (< 32) dispatches keeps every launch from blocking, so the pool always has a thread
-for each device. Setting the environment variable ``PJRT_NPROC`` to at least twice the device
-count before JAX starts gives the pool enough threads instead; accelerators are not affected.
+thread pool, which has ``max(cores, devices)`` threads, and runs the shares on the same pool;
+a launch waits while its device already has 32 computations in flight. When the host runs far
+ahead, a launch for a lagging device can block a pool thread while the other devices' shares
+hold the remaining threads, waiting in the collective's rendezvous for that very device: every
+thread waits, and XLA aborts after 40 s ("Expected N threads to join the rendezvous").
+Waiting for the results every `MAX_AHEAD` (< 32) dispatches keeps every launch from
+blocking. A pool of at least twice as many threads as devices (one launch and one running
+share each; e.g. the environment variable ``PJRT_NPROC=8`` for 4 devices, set before JAX
+starts) is safe without waiting, and `paced` then says so. Accelerators are not affected.
 """
 
 
@@ -164,11 +165,23 @@ def split(mesh: Mesh, axis: int = 0) -> NamedSharding:
 
 
 def paced(mesh: Mesh | None) -> bool:
-    """Whether loops over ``mesh`` must wait every `MAX_AHEAD` dispatches (see there)."""
+    """Whether loops over ``mesh`` must wait every `MAX_AHEAD` dispatches (see there).
+
+    Only when this process drives several CPU devices from a thread pool of fewer than twice
+    as many threads (one launch and one running share per device): XLA sizes it from
+    ``PJRT_NPROC``, else ``NPROC``, else the usable cores, and at least the device count.
+    """
     if mesh is None:
         return False
     local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
-    return len(local) > 1 and local[0].platform == "cpu" and "PJRT_NPROC" not in os.environ
+    if len(local) < 2 or local[0].platform != "cpu":
+        return False
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    for name in ("PJRT_NPROC", "NPROC"):
+        if os.environ.get(name, "").strip().isdigit():
+            threads = int(os.environ[name])
+            break
+    return max(threads or 1, len(local)) < 2 * len(local)
 
 
 def process_rows(mesh: Mesh, rows: int, axis: int = 0) -> slice:

@@ -444,8 +444,8 @@ def fit(
     ``eval_data`` is replicated. In a multi-process run every process makes the same call
     (after `nnrs_jax.parallel.initialize`), holding the whole dataset; only process 0 draws the
     progress bar. With ``local_data=True``, ``x``/``y`` are instead this process's own share
-    of the examples (data already split per host, the same number of examples on every
-    process): each process shuffles its share with the same key, and every batch takes
+    of the examples (data already split per host, the same number of examples per device on
+    every process): each process shuffles its share with the same key, and every batch takes
     ``batch_size × (its devices / all devices)`` rows from each process; the batches then
     differ from a one-device run's. The returned arrays are replicated over the mesh.
 
@@ -806,11 +806,11 @@ class _Feed:
                     f"fit: with local_data=True, the {x.shape[0]} examples of this process "
                     f"must be divisible by its {self.own} devices"
                 )
-            counts = multihost_utils.process_allgather(np.int64(x.shape[0]))
-            if len(set(np.ravel(counts).tolist())) != 1:
+            per_device = multihost_utils.process_allgather(np.int64(x.shape[0] // self.own))
+            if len(set(np.ravel(per_device).tolist())) != 1:
                 raise ValueError(
                     "fit: with local_data=True every process must hold the same number of "
-                    f"examples, got {np.ravel(counts).tolist()}"
+                    f"examples per device, got {np.ravel(per_device).tolist()}"
                 )
         self.order = np.arange(0)
 

@@ -278,3 +278,58 @@ def test_fit_again_reuses_the_compiled_step(toy, mode):
     again = nj.fit(model, loss, opt, x, y, key=jax.random.key(0), progress=False,
                    params=first.params, opt_state=first.opt_state, **mode)  # fmt: skip
     assert int(again.opt_state.timestep) == 2 * int(first.opt_state.timestep)
+
+
+@pytest.mark.parametrize("mode", [{"steps": 2}, {"epochs": 1, "batch_size": 16}])
+def test_fit_with_an_equal_new_optimizer_reuses_the_compiled_step(toy, mode):
+    """A notebook cell run twice builds a new but equal optimizer: no new trace."""
+    x, y = toy
+    model, loss = small_model(), counted(nj.cross_entropy)
+    for _ in range(2):
+        nj.fit(model, loss, nj.adam(1e-3), x, y, key=jax.random.key(0), progress=False, **mode)
+
+
+@pytest.mark.parametrize("mode", [{"steps": 2}, {"epochs": 1, "batch_size": 16}])
+def test_fit_many_again_reuses_the_compiled_step(toy, mode):
+    """New lambdas and new learning rates are arguments of one compiled step."""
+    x, y = toy
+    model, loss = small_model(), counted(nj.cross_entropy)
+    runs = []
+    for lrs in ([1e-2, 3e-2], [2e-2, 5e-2], [1e-2, 3e-2]):
+        hparams = np.array(lrs, np.float32)
+        runs.append(nj.fit_many(model, loss, lambda lr: nj.adam(lr), x, y, hparams=hparams,
+                                key=jax.random.key(0), progress=False, **mode))  # fmt: skip
+    assert_trees_equal(runs[0].params, runs[2].params)
+    first_w = runs[0].params[0].w
+    assert not np.array_equal(np.asarray(first_w), np.asarray(runs[1].params[0].w))
+
+
+def test_evaluate_again_reuses_the_compiled_code(toy):
+    x, y = toy
+    model, loss = small_model(), counted(nj.cross_entropy)
+    params = model.init(jax.random.key(0))
+    reports = [nj.evaluate(model, params, x, y, loss, batch_size=40) for _ in range(3)]
+    assert reports[0].loss == reports[2].loss
+
+
+def closure_sgd(learning_rate):
+    """SGD written as closures: equal settings do not make equal objects."""
+
+    def init(params):
+        return ()
+
+    def update(grads, state, params=None):
+        return jax.tree.map(lambda g: -learning_rate * g, grads), state
+
+    return nj.Optimizer(init, update)
+
+
+def test_fit_many_traces_an_optimizer_it_cannot_describe(toy):
+    """Closures differ from model to model, so the function itself is traced on hparams[i]."""
+    x, y = toy
+    lrs = np.array([0.1, 0.3], np.float32)
+    runs = []
+    for make in (closure_sgd, lambda lr: nj.sgd(lr)):
+        runs.append(nj.fit_many(small_model(), nj.cross_entropy, make, x, y, hparams=lrs,
+                                key=jax.random.key(3), steps=4, progress=False))  # fmt: skip
+    chex.assert_trees_all_close(runs[0].params, runs[1].params, rtol=1e-6, atol=1e-7)

@@ -1,4 +1,4 @@
-"""The 2-D convolution layer, NHWC, written as matrix products over a patch matrix."""
+"""The 2-D convolution layer, NHWC: matrix products over a patch matrix, by hand backward."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from jax import lax
 from nnrs_jax import initializers
 from nnrs_jax._validate import check_int
 from nnrs_jax.layers._checks import (
-    check_image,
     check_grad_shape,
+    check_image,
     floating_input,
     pair,
     window_output_size,
@@ -24,15 +24,13 @@ __all__ = ["Conv2dParams", "conv2d"]
 
 
 class Conv2dParams(NamedTuple):
-    """Parameters of `conv2d`: kernel ``w`` ``(kh, kw, in, out)`` (HWIO) and bias ``b`` ``(out,)``."""
+    """Parameters of `conv2d`: kernel ``w`` ``(kh, kw, in, out)`` (HWIO), bias ``b`` ``(out,)``."""
 
     w: jax.Array
     b: jax.Array
 
 
-def _padding(
-    name: str, padding: str | int | tuple[int, int], kernel: tuple[int, int]
-) -> str | tuple[int, int]:
+def _padding(name: str, padding: str | int | tuple[int, int]) -> str | tuple[int, int]:
     """``"valid"``, ``"same"`` or ``(ph, pw)`` zeros on each side of the height and width."""
     if isinstance(padding, str):
         if padding.lower() not in ("valid", "same"):
@@ -44,9 +42,7 @@ def _padding(
     return pair(name, "padding", padding, low=0)
 
 
-def _pads(
-    padding: str | tuple[int, int], size: int, k: int, s: int, axis: int
-) -> tuple[int, int]:
+def _pads(padding: str | tuple[int, int], size: int, k: int, s: int, axis: int) -> tuple[int, int]:
     """Zeros added before and after one spatial axis of length ``size``."""
     if padding == "valid":
         return 0, 0
@@ -64,33 +60,34 @@ def window_views(
     (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out
     b, _, _, c = x.shape
     return [
-        lax.slice(x, (0, i, j, 0), (b, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c), (1, sh, sw, 1))
+        lax.slice(
+            x, (0, i, j, 0), (b, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c), (1, sh, sw, 1)
+        )
         for i in range(kh)
         for j in range(kw)
     ]
 
 
-def scatter_windows(
-    parts: list[jax.Array],
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    pads: tuple[tuple[int, int], tuple[int, int]],
-    size: tuple[int, int],
-) -> jax.Array:
-    """The transpose of `window_views`: ``Σ_ij`` each part scattered back to its window offset.
+def _split_k(n: int) -> int:
+    """Chunks for a ``dW`` product over ``n`` rows: 4 when they divide evenly (see `conv2d`)."""
+    return 4 if n % 4 == 0 else 2 if n % 2 == 0 else 1
 
-    Each part is placed with one ``lax.pad`` (interior zeros for the stride); the input's own
-    zero padding is cut off by negative edge padding, so nothing of it is materialised.
+
+def _weight_grad(p: jax.Array, grad_y: jax.Array) -> jax.Array:
+    """``Pᵀ·dy`` for ``p`` ``(B, H', W', K)`` and ``grad_y`` ``(B, H', W', O)``: ``(K, O)``.
+
+    The rows are cut into a few chunks, multiplied as one batched product and summed: XLA then
+    runs one batched product with the narrower operand transposed (the fastest form measured
+    on CPU), where a single product would be rewritten into a slower one or copy the wide
+    patch matrix to a transposed layout first.
     """
-    (kh, kw), (sh, sw), ((pt, pb), (pl, pr)), (h, w) = kernel, stride, pads, size
-    total = None
-    for (i, j), part in zip(((i, j) for i in range(kh) for j in range(kw)), parts):
-        ho, wo = part.shape[1], part.shape[2]
-        rows = (i - pt, h + pt + pb - i - sh * (ho - 1) - 1 - pb, sh - 1)
-        cols = (j - pl, w + pl + pr - j - sw * (wo - 1) - 1 - pr, sw - 1)
-        placed = lax.pad(part, jnp.zeros((), part.dtype), ((0, 0, 0), rows, cols, (0, 0, 0)))
-        total = placed if total is None else total + placed
-    return total
+    k, o = p.shape[-1], grad_y.shape[-1]
+    n = _split_k(p.shape[0] * p.shape[1] * p.shape[2])
+    p, grad_y = p.reshape(n, -1, k), grad_y.reshape(n, -1, o)
+    batched = (((1,), (1,)), ((0,), (0,)))
+    if k <= o:
+        return jnp.sum(lax.dot_general(p, grad_y, batched), axis=0)
+    return jnp.sum(lax.dot_general(grad_y, p, batched), axis=0).T
 
 
 def conv2d(
@@ -107,33 +104,35 @@ def conv2d(
     """2-D convolution (cross-correlation, as in every deep-learning library), NHWC.
 
     Input ``x`` ``(batch, H, W, in)``, kernel ``W`` ``(kh, kw, in, out)`` (HWIO), bias ``b``
-    ``(out,)``, output ``y`` ``(batch, H', W', out)``. NHWC because XLA's CPU backend prefers
-    channels-last, and because with the channels last the patch matrix is the ``kh·kw`` shifted
-    views of ``x`` laid side by side on the channel axis, then a plain reshape — no transpose
-    of a large array anywhere, forward or backward.
+    ``(out,)``, output ``y`` ``(batch, H', W', out)``. Channels last (NHWC) because XLA's CPU
+    backend prefers it, and because then the patch matrix is the ``kh·kw`` shifted views of
+    ``x`` laid side by side on the channel axis followed by a plain reshape: no large array is
+    ever transposed, forward or backward.
 
-    Forward, with ``xp`` the zero-padded input and stride ``s``::
+    Forward, with ``xp`` the zero-padded input and strides ``s``::
 
-        P[b, h, w, (i, j, c)] = xp[b, s·h + i, s·w + j, c]      patch matrix (B·H'·W', kh·kw·in)
-        y = P·Wm + b                                              Wm = W reshaped (kh·kw·in, out)
+        P[b, h, w, (i, j, c)] = xp[b, s·h + i, s·w + j, c]       patch matrix (B·H'·W', kh·kw·in)
+        y = P·Wm + b                                               Wm = W as (kh·kw·in, out)
 
-    Backward, given ``dy`` ``(batch, H', W', out)`` (``dym`` its ``(B·H'·W', out)`` view)::
+    Backward, given ``dy`` ``(batch, H', W', out)``::
 
-        dW = Pᵀ·dym        the correlation of the input with dy, reshaped to (kh, kw, in, out)
+        dW = Pᵀ·dy            the correlation of the input with dy, as (kh, kw, in, out)
         db = Σ_{b,h,w} dy
-        dP = dym·Wmᵀ        (B·H'·W', kh·kw·in)
-        dx[b, s·h + i − pt, s·w + j − pl, c] += dP[b, h, w, (i, j, c)]
+        dx[b, u, v, c] = Σ_{h,w,i,j : s·h+i = u+pt, s·w+j = v+pl} dy[b, h, w, :]·W[i, j, c, :]
 
-    The last line, the transposed convolution of ``dy`` with ``W``, adds each of the ``kh·kw``
-    column blocks of ``dP`` back at its window offset (one ``lax.pad`` each, summed in one
-    fused loop); entries that fall in the padding are dropped. So a step costs three matrix
-    products per layer, each as large as the forward one; XLA drops the ``dx`` of a first layer
-    whose input gradient nobody uses. On CPU this beats ``lax.conv_general_dilated``, whose
-    backward (especially inside ``lax.scan``) is several times slower than these products.
+    ``dx`` is the transposed convolution of ``dy`` with ``W``: the convolution of ``dy``
+    (dilated by the stride, zero-padded by ``k − 1 − p``) with ``W`` flipped in space and with
+    its channel axes swapped, run by ``lax.conv_general_dilated`` (a forward-type convolution,
+    which XLA's CPU backend runs without any patch matrix). ``dW`` is one batched matrix
+    product over a few row chunks of ``P`` and ``dy``, summed. With one input channel the
+    forward is ``kh·kw`` multiply-adds of shifted views (a matrix product with ``kh·kw`` rows
+    would be too thin to be efficient) and ``Pᵀ`` is the views stacked, so no patch matrix is
+    built. Each choice is the fastest measured on CPU (see ``benchmarks/bench_cnn.py``); under
+    ``jit`` XLA drops the ``dx`` of a first layer, whose input needs no gradient.
 
     Output size per spatial axis: ``"valid"``: ``⌊(H − kh) / s⌋ + 1``; ``"same"``: ``⌈H / s⌉``
-    (zeros split evenly, the odd one after, as XLA and TensorFlow); an int ``p`` or a pair:
-    ``p`` zeros on both sides, ``⌊(H + 2p − kh) / s⌋ + 1``.
+    (the zeros split evenly, the odd one after, as XLA and TensorFlow do); an int ``p`` or a
+    pair ``(ph, pw)``: ``p`` zeros on both sides, ``⌊(H + 2p − kh) / s⌋ + 1``.
 
     Args:
         in_channels, out_channels: positive sizes.
@@ -145,6 +144,10 @@ def conv2d(
             biases start at zero.
         regularizer: an `l1`, `l2` or `elastic_net` penalty on ``W`` (never on ``b``).
         dtype: dtype of the parameters, float32 by default.
+
+    Raises:
+        TypeError, ValueError: a bad argument here; at trace time, an input that is not a
+            floating ``(batch, H, W, in_channels)`` array or is smaller than the kernel.
 
     Example:
         >>> import jax, jax.numpy as jnp, nnrs_jax as nj
@@ -159,26 +162,31 @@ def conv2d(
     out_channels = check_int("conv2d", "out_channels", out_channels, low=1)
     kernel = pair("conv2d", "kernel_size", kernel_size, low=1)
     strides = pair("conv2d", "stride", stride, low=1)
-    pad_mode = _padding("conv2d", padding, kernel)
+    pad_mode = _padding("conv2d", padding)
     if regularizer is not None and not isinstance(regularizer, Regularizer):
         raise TypeError(
             f"conv2d: regularizer must be nj.l1/l2/elastic_net(...) or None, got {regularizer!r}"
         )
-    init_fn = initializers.resolve(init)
+    init_fn = initializers.resolve(init, caller="conv2d")
     (kh, kw), (sh, sw) = kernel, strides
     name = f"conv2d({in_channels}, {out_channels}, {kh}x{kw}"
-    name += (f", stride={sh}" if sh == sw else f", stride=({sh}, {sw})") if strides != (1, 1) else ""
-    name += "" if pad_mode == "valid" else f", padding={padding!r}"
+    if strides != (1, 1):
+        name += f", stride={sh}" if sh == sw else f", stride=({sh}, {sw})"
+    if pad_mode != "valid":
+        name += f", padding={pad_mode!r}"
     name += ")"
-    k_in, k_out = kh * kw * in_channels, kh * kw * out_channels
+    k_in = kh * kw * in_channels
 
     def init_params(key: jax.Array) -> Conv2dParams:
-        # The initializers read fan-in and fan-out from a (fan_in, fan_out) shape.
-        w = init_fn(key, (k_in, k_out), dtype)[:, :out_channels]
-        return Conv2dParams(w=w.reshape(kh, kw, in_channels, out_channels), b=jnp.zeros((out_channels,), dtype))
+        # The initializers read fan-in and fan-out from a (fan_in, fan_out) shape, so a
+        # (kh·kw·in, kh·kw·out) matrix is drawn and its first `out` columns kept: entries
+        # with exactly the variance the right fans give, for any initializer.
+        w = init_fn(key, (k_in, kh * kw * out_channels), dtype)[:, :out_channels]
+        w = w.reshape(kh, kw, in_channels, out_channels)
+        return Conv2dParams(w=w, b=jnp.zeros((out_channels,), dtype))
 
-    def geometry(x: jax.Array):
-        """Padding per axis and output size, checked against the input at trace time."""
+    def geometry(x: jax.Array) -> tuple[tuple[tuple[int, int], tuple[int, int]], tuple[int, int]]:
+        """Zero padding per spatial axis and the output size, checked at trace time."""
         check_image(name, x, channels=in_channels)
         _, h, w, _ = x.shape
         pads = (_pads(pad_mode, h, kh, sh, 0), _pads(pad_mode, w, kw, sw, 1))
@@ -188,17 +196,22 @@ def conv2d(
         )
         return pads, out
 
-    def patches(x: jax.Array, pads, out) -> jax.Array:
+    def views(x: jax.Array, pads, out) -> list[jax.Array]:
         if pads != ((0, 0), (0, 0)):
             x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-        return jnp.concatenate(window_views(x, kernel, strides, out), axis=-1)
+        return window_views(x, kernel, strides, out)
 
     def apply(params: Conv2dParams, x: jax.Array) -> jax.Array:
         x = floating_input(name, x)
         pads, out = geometry(x)
-        p = patches(x, pads, out)
-        y = lax.dot_general(p, params.w.reshape(k_in, out_channels), (((3,), (0,)), ((), ())))
-        return y + params.b
+        shifted = views(x, pads, out)
+        if in_channels == 1:
+            w = params.w.reshape(kh * kw, out_channels)
+            y = sum(view * w[k][None, None, None, :] for k, view in enumerate(shifted))
+        else:
+            p = jnp.concatenate(shifted, axis=-1)
+            y = lax.dot_general(p, params.w.reshape(k_in, out_channels), (((3,), (0,)), ((), ())))
+        return y + params.b[None, None, None, :]
 
     def backward(
         params: Conv2dParams, x: jax.Array, grad_y: jax.Array
@@ -207,14 +220,26 @@ def conv2d(
         pads, out = geometry(x)
         b, h, w, _ = x.shape
         check_grad_shape(name, grad_y, (b, *out, out_channels))
-        p = patches(x, pads, out)
-        grad_w = lax.dot_general(p, grad_y, (((0, 1, 2), (0, 1, 2)), ((), ())))
+        shifted = views(x, pads, out)
+        if in_channels == 1:
+            p_t = jnp.stack(shifted).reshape(kh * kw, -1)
+            grad_w = p_t @ grad_y.reshape(-1, out_channels)
+        else:
+            grad_w = _weight_grad(jnp.concatenate(shifted, axis=-1), grad_y)
         grad_b = jnp.sum(grad_y, axis=(0, 1, 2))
-        grad_p = lax.dot_general(
-            grad_y, params.w.reshape(k_in, out_channels), (((3,), (1,)), ((), ()))
+        flipped = jnp.flip(params.w, axis=(0, 1)).transpose(0, 1, 3, 2)
+        (pt, _), (pl, _) = pads
+        grad_x = lax.conv_general_dilated(
+            grad_y,
+            flipped,
+            window_strides=(1, 1),
+            padding=(
+                (kh - 1 - pt, h + pt - sh * (out[0] - 1) - 1),
+                (kw - 1 - pl, w + pl - sw * (out[1] - 1) - 1),
+            ),
+            lhs_dilation=strides,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )
-        parts = jnp.split(grad_p, kh * kw, axis=-1)
-        grad_x = scatter_windows(parts, kernel, strides, pads, (h, w))
         return Conv2dParams(grad_w.reshape(params.w.shape), grad_b), grad_x
 
     if regularizer is None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from nnrs_jax.layers._checks import (
     check_grad_shape,
@@ -13,7 +16,7 @@ from nnrs_jax.layers._checks import (
     window_output_size,
 )
 from nnrs_jax.layers.base import Layer
-from nnrs_jax.layers.conv import scatter_windows, window_views
+from nnrs_jax.layers.conv import window_views
 
 __all__ = ["avg_pool", "max_pool"]
 
@@ -34,6 +37,24 @@ def _first_maxima(views: list[jax.Array], y: jax.Array) -> list[jax.Array]:
         masks.append(hit if taken is None else hit & ~taken)
         taken = hit if taken is None else taken | hit
     return masks
+
+
+def _scatter_windows(parts: list[jax.Array], window: Pair, stride: Pair, size: Pair) -> jax.Array:
+    """The transpose of `window_views`: ``Σ_ij`` each part added back at its window offset.
+
+    Each part is placed with one ``lax.pad`` (interior zeros for the stride).
+    """
+    (_, kw), (sh, sw), (h, w) = window, stride, size
+    zero = jnp.zeros((), parts[0].dtype)
+    total = None
+    for k, part in enumerate(parts):
+        i, j = divmod(k, kw)
+        ho, wo = part.shape[1], part.shape[2]
+        rows = (i, h - i - sh * (ho - 1) - 1, sh - 1)
+        cols = (j, w - j - sw * (wo - 1) - 1, sw - 1)
+        placed = lax.pad(part, zero, ((0, 0, 0), rows, cols, (0, 0, 0)))
+        total = placed if total is None else total + placed
+    return total
 
 
 def _tiles(x: jax.Array, window: Pair, out: Pair) -> jax.Array:
@@ -79,7 +100,7 @@ def _pool(kind: str, window: int | Pair, stride: int | Pair | None) -> Layer:
             _, out = geometry(x)
             if tiled:
                 return jnp.max(_tiles(x, win, out), axis=(2, 4))
-            return jnp.max(jnp.stack(window_views(x, win, strides, out)), axis=0)
+            return functools.reduce(jnp.maximum, window_views(x, win, strides, out))
 
         def backward(
             params: tuple[()], x: jax.Array, grad_y: jax.Array
@@ -97,7 +118,7 @@ def _pool(kind: str, window: int | Pair, stride: int | Pair | None) -> Layer:
                 return (), _untile(jnp.stack(rows, axis=2), size)
             views = window_views(x, win, strides, out)
             parts = [jnp.where(m, grad_y, zero) for m in _first_maxima(views, y)]
-            return (), scatter_windows(parts, win, strides, ((0, 0), (0, 0)), size)
+            return (), _scatter_windows(parts, win, strides, size)
 
     else:
         scale = 1.0 / (kh * kw)
@@ -118,9 +139,11 @@ def _pool(kind: str, window: int | Pair, stride: int | Pair | None) -> Layer:
             share = grad_y * jnp.asarray(scale, grad_y.dtype)
             if tiled:
                 b, _, _, c = x.shape
-                tiles = jnp.broadcast_to(share[:, :, None, :, None, :], (b, out[0], kh, out[1], kw, c))
+                tiles = jnp.broadcast_to(
+                    share[:, :, None, :, None, :], (b, out[0], kh, out[1], kw, c)
+                )
                 return (), _untile(tiles, size)
-            return (), scatter_windows([share] * (kh * kw), win, strides, ((0, 0), (0, 0)), size)
+            return (), _scatter_windows([share] * (kh * kw), win, strides, size)
 
     return Layer(_init, apply, backward, name=name)
 

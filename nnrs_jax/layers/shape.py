@@ -19,7 +19,7 @@ def _init(key: jax.Array) -> tuple[()]:
 
 
 def _reshaper(name: str, target) -> Layer:
-    """A layer ``y = x.reshape(batch, *target(x.shape[1:]))``, backward ``dx = dy.reshape(x.shape)``."""
+    """``y = x.reshape(batch, *target(x.shape[1:]))``, backward ``dx = dy.reshape(x.shape)``."""
 
     def apply(params: tuple[()], x: jax.Array) -> jax.Array:
         x = floating_input(name, x)
