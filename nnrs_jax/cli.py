@@ -213,18 +213,35 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                        help="none | l1:LAM | l2:LAM | elastic_net:L1,L2")  # fmt: skip
     train.add_argument("--loss", default=d["loss"], choices=sorted(LOSSES))
     train.add_argument("--optimizer", default=d["optimizer"], choices=sorted(OPTIMIZERS))
-    train.add_argument("--lr", type=_positive_float,
-                       help=f"learning rate (default {d['lr']:g}; cnn {nj.recipes.CNN.lr:g})")
-    train.add_argument("--clip", type=_positive_float, metavar="MAX_NORM",
-                       help="clip each gradient to this global norm")
-    train.add_argument("--weight-decay", type=_non_negative_float, metavar="RATE",
-                       help="decoupled weight decay on the weights (with --optimizer adamw; "
-                       "default 1e-4)")
-    train.add_argument("--ema", type=_decay, metavar="DECAY",
-                       help="keep an exponential moving average of the params (e.g. 0.999) "
-                       "and evaluate with it")
-    train.add_argument("--accumulate", type=_positive_int, metavar="K",
-                       help="update once every K mini-batches with their mean gradient")
+    train.add_argument(
+        "--lr",
+        type=_positive_float,
+        help=f"learning rate (default {d['lr']:g}; cnn {nj.recipes.CNN.lr:g})",
+    )
+    train.add_argument(
+        "--clip",
+        type=_positive_float,
+        metavar="MAX_NORM",
+        help="clip each gradient to this global norm",
+    )
+    train.add_argument(
+        "--weight-decay",
+        type=_non_negative_float,
+        metavar="RATE",
+        help="decoupled weight decay on the weights (with --optimizer adamw; default 1e-4)",
+    )
+    train.add_argument(
+        "--ema",
+        type=_decay,
+        metavar="DECAY",
+        help="keep an exponential moving average of the params (e.g. 0.999) and evaluate with it",
+    )
+    train.add_argument(
+        "--accumulate",
+        type=_positive_int,
+        metavar="K",
+        help="update once every K mini-batches with their mean gradient",
+    )
     train.add_argument("--schedule", default=None, choices=SCHEDULES,
                        help=f"learning-rate schedule (default: {d['schedule']} for epochs, "
                        "constant for --steps)")  # fmt: skip
