@@ -120,15 +120,20 @@ def conv2d(
         db = Σ_{b,h,w} dy
         dx[b, u, v, c] = Σ_{h,w,i,j : s·h+i = u+pt, s·w+j = v+pl} dy[b, h, w, :]·W[i, j, c, :]
 
-    ``dx`` is the transposed convolution of ``dy`` with ``W``: the convolution of ``dy``
-    (dilated by the stride, zero-padded by ``k − 1 − p``) with ``W`` flipped in space and with
-    its channel axes swapped, run by ``lax.conv_general_dilated`` (a forward-type convolution,
-    which XLA's CPU backend runs without any patch matrix). ``dW`` is one batched matrix
-    product over a few row chunks of ``P`` and ``dy``, summed. With one input channel the
-    forward is ``kh·kw`` multiply-adds of shifted views (a matrix product with ``kh·kw`` rows
-    would be too thin to be efficient) and ``Pᵀ`` is the views stacked, so no patch matrix is
-    built. Each choice is the fastest measured on CPU (see ``benchmarks/bench_cnn.py``); under
-    ``jit`` XLA drops the ``dx`` of a first layer, whose input needs no gradient.
+    ``dx`` is the transposed convolution of ``dy`` with ``W``: ``dy`` dilated by the stride
+    (``s − 1`` zeros between entries), zero-padded by ``kh − 1 − pt`` rows before (and as many
+    after as give back ``H`` rows; likewise for the width), convolved with ``W`` flipped in
+    space and with its channel axes swapped — a forward-type convolution, which
+    ``lax.conv_general_dilated`` runs on CPU without any patch matrix. ``dW`` is one batched
+    matrix product over a few row chunks of ``P`` and ``dy``, summed. With one input channel
+    the forward is ``kh·kw`` multiply-adds of shifted views (a product with ``kh·kw`` columns
+    is too thin for a matrix kernel) and ``Pᵀ`` is those views stacked, so no patch matrix is
+    built. Each choice was the fastest of the variants measured on a 2-core CPU, in a training
+    step; under ``jit`` XLA drops the ``dx`` of a first layer, whose input needs no gradient.
+
+    References: Chellapilla et al. 2006, "High performance convolutional neural networks for
+    document processing" (the patch matrix); Dumoulin & Visin 2016, "A guide to convolution
+    arithmetic for deep learning" (transposed convolutions).
 
     Output size per spatial axis: ``"valid"``: ``⌊(H − kh) / s⌋ + 1``; ``"same"``: ``⌈H / s⌉``
     (the zeros split evenly, the odd one after, as XLA and TensorFlow do); an int ``p`` or a
