@@ -43,6 +43,24 @@ def test_train_full_batch_save_and_evaluate(needs_mnist, tmp_path):
     assert float(ACCURACY.search(again.stdout).group(1)) == accuracy
 
 
+def test_composed_optimizer_flags_train_save_and_evaluate_with_the_average(needs_mnist, tmp_path):
+    """adamw + clip + ema + accumulate: the saved file evaluates to the same (EMA) accuracy."""
+    npz = tmp_path / "model.npz"
+    done = run("train", "--arch", "784-16-10", "--optimizer", "adamw", "--weight-decay", "1e-4",
+               "--clip", "1.0", "--ema", "0.9", "--accumulate", "2", "--epochs", "1",
+               "--batch-size", "500", "--lr", "0.01", "--no-progress", "--save", str(npz),
+               tmp_path=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "clip 1, weight_decay 0.0001, ema 0.9, accumulate 2" in done.stdout
+    accuracy = float(ACCURACY.search(done.stdout).group(1))
+    assert 60 < accuracy <= 100
+    again = run("evaluate", "--load", str(npz), tmp_path=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert float(ACCURACY.search(again.stdout).group(1)) == accuracy
+    wrong = run("train", "--weight-decay", "1e-4", "--steps", "1", tmp_path=tmp_path)
+    assert wrong.returncode == 2 and "--weight-decay goes with --optimizer adamw" in wrong.stderr
+
+
 def test_module_entry_point_minibatch_with_progress(needs_mnist, tmp_path):
     env = {**os.environ, "NNRS_JAX_CACHE": str(tmp_path / "jit")}
     done = subprocess.run(
