@@ -92,9 +92,12 @@ def check_image(name: str, x: jax.Array, *, channels: int | None = None, arg: st
     check_floating(name, x, arg)
     want = f"(batch, height, width, {channels if channels is not None else 'channels'})"
     if len(x.shape) != 4:
+        hint = (
+            "; reshape flat images first, e.g. nj.reshape((28, 28, 1))" if len(x.shape) == 2 else ""
+        )
         raise ValueError(
             f"{name}: {arg} must have shape {want} (NHWC, rank 4), got {tuple(x.shape)} "
-            f"(rank {len(x.shape)})"
+            f"(rank {len(x.shape)}){hint}"
         )
     if channels is not None and x.shape[-1] != channels:
         raise ValueError(

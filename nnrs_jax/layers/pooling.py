@@ -77,8 +77,9 @@ def _pool(kind: str, window: int | Pair, stride: int | Pair | None) -> Layer:
     strides = win if stride is None else pair(kind, "stride", stride, low=1)
     (kh, kw), (sh, sw) = win, strides
     name = f"{kind}({kh}x{kw}" + ("" if strides == win else f", stride=({sh}, {sw})") + ")"
-    # Non-overlapping windows (the common 2×2, stride 2) are a reshape: one fused pass, far
-    # faster on CPU than strided views or XLA's select-and-scatter.
+    # Non-overlapping windows (the common 2×2, stride 2) are a reshape and a reduction: in a
+    # CNN's training step on CPU this beat the strided views of the general path, and both
+    # beat XLA's select-and-scatter (autodiff of lax.reduce_window) by an order of magnitude.
     tiled = strides == win
 
     def geometry(x: jax.Array) -> tuple[Pair, Pair]:
