@@ -303,6 +303,13 @@ def test_bad_dtype_and_grad_shape():
     with pytest.raises(TypeError, match=r"conv2d\(1, 2, 3x3\): x must have a floating dtype"):
         layer.apply(params, jnp.zeros((1, 5, 5, 1), jnp.int32))
     with pytest.raises(
+        TypeError,
+        match=r"conv2d\(1, 2, 3x3\): x must have the parameters' dtype float32, got float64",
+    ):
+        layer.apply(params, jnp.zeros((1, 5, 5, 1), jnp.float64))
+    with pytest.raises(TypeError, match=r"grad_y must have the parameters' dtype float32"):
+        layer.backward(params, jnp.zeros((1, 5, 5, 1), jnp.float32), jnp.zeros((1, 3, 3, 2)))
+    with pytest.raises(
         ValueError,
         match=r"conv2d\(1, 2, 3x3\): grad_y must have the shape of the output \(1, 3, 3, 2\), "
         r"got \(1, 3, 3, 3\)",

@@ -206,8 +206,15 @@ def conv2d(
             x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
         return window_views(x, kernel, strides, out)
 
+    def same_dtype(params: Conv2dParams, arg: str, a: jax.Array) -> None:
+        if a.dtype != params.w.dtype:
+            raise TypeError(
+                f"{name}: {arg} must have the parameters' dtype {params.w.dtype}, got {a.dtype}"
+            )
+
     def apply(params: Conv2dParams, x: jax.Array) -> jax.Array:
         x = floating_input(name, x)
+        same_dtype(params, "x", x)
         pads, out = geometry(x)
         shifted = views(x, pads, out)
         if in_channels == 1:
@@ -225,6 +232,8 @@ def conv2d(
         pads, out = geometry(x)
         b, h, w, _ = x.shape
         check_grad_shape(name, grad_y, (b, *out, out_channels))
+        same_dtype(params, "x", x)
+        same_dtype(params, "grad_y", grad_y)
         shifted = views(x, pads, out)
         if in_channels == 1:
             p_t = jnp.stack(shifted).reshape(kh * kw, -1)
