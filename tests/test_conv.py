@@ -290,11 +290,11 @@ def test_numpy_integers_are_accepted():
 )
 def test_bad_input_names_expected_and_actual(layer, shape, error, match):
     params = _init(layer)
-    x = jnp.zeros(shape)
+    x = jnp.zeros(shape, jnp.float32)
     with pytest.raises(error, match=match):
         layer.apply(params, x)
     with pytest.raises(error, match=match):
-        jax.jit(layer.backward)(params, x, jnp.zeros((2, 1, 1, 4)))
+        jax.jit(layer.backward)(params, x, jnp.zeros((2, 1, 1, 4), jnp.float32))
 
 
 def test_bad_dtype_and_grad_shape():

@@ -214,8 +214,8 @@ def conv2d(
 
     def apply(params: Conv2dParams, x: jax.Array) -> jax.Array:
         x = floating_input(name, x)
-        same_dtype(params, "x", x)
         pads, out = geometry(x)
+        same_dtype(params, "x", x)
         shifted = views(x, pads, out)
         if in_channels == 1:
             w = params.w.reshape(kh * kw, out_channels)
