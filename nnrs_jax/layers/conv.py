@@ -1,4 +1,4 @@
-"""The 2-D convolution layer, NHWC: matrix products over a patch matrix, by hand backward."""
+"""The 2-D convolution layer (NHWC): a patch-matrix product forward, a hand-written backward."""
 
 from __future__ import annotations
 
