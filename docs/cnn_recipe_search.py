@@ -54,9 +54,27 @@ class Candidate(NamedTuple):
     batch_size: int = 128
 
 
+def wide_dropout() -> nj.Layer:
+    """`with_dropout` with a 256-unit hidden dense layer."""
+    return nj.serial(
+        nj.conv2d(1, 32, 3), nj.relu(), nj.max_pool(2),
+        nj.conv2d(32, 64, 3), nj.relu(), nj.max_pool(2),
+        nj.flatten(), nj.dropout(0.25), nj.dense(1600, 256), nj.relu(), nj.dropout(0.5),
+        nj.dense(256, 10),
+    )  # fmt: skip
+
+
 CANDIDATES: tuple[Candidate, ...] = (
     Candidate("plain_e8", plain),
+    Candidate("plain_e10", plain, epochs=10),
+    Candidate("dropout_e6", with_dropout, epochs=6),
     Candidate("dropout_e8", with_dropout),
+    Candidate("dropout_e10", with_dropout, epochs=10),
+    Candidate("dropout_e12", with_dropout, epochs=12),
+    Candidate("dropout_lr3e-3_e8", with_dropout, lr=3e-3),
+    Candidate("dropout_b256_e10", with_dropout, lr=3e-3, epochs=10, batch_size=256),
+    Candidate("wide_dropout_e8", wide_dropout),
+    Candidate("wide_dropout_e10", wide_dropout, epochs=10),
     Candidate("recipe", nj.recipes.cnn),
     Candidate("recipe_e6", nj.recipes.cnn, epochs=6),
     Candidate("recipe_lr1e-3", nj.recipes.cnn, lr=1e-3),
