@@ -11,7 +11,6 @@ from typing import NamedTuple
 
 from nnrs_jax.layers import (
     Layer,
-    batch_norm,
     conv2d,
     dense,
     dropout,
@@ -36,7 +35,7 @@ class Recipe(NamedTuple):
 
 
 MLP = Recipe(optimizer="adam", lr=2e-3, schedule="cosine", epochs=12, batch_size=256)
-CNN = Recipe(optimizer="adam", lr=2e-3, schedule="cosine", epochs=8, batch_size=128)
+CNN = Recipe(optimizer="adam", lr=2e-3, schedule="cosine", epochs=10, batch_size=128)
 
 
 def mlp() -> Layer:
@@ -54,13 +53,13 @@ def mlp() -> Layer:
 
 
 def cnn() -> Layer:
-    """The CNN recipe: two 3×3 convolutions with batch norm, max-pooling, dropout, two dense.
+    """The CNN recipe: two 3×3 convolutions with max-pooling, then two dense layers with dropout.
 
-    ``conv3×3 1→32, batch norm, ReLU, max-pool 2, conv3×3 32→64, batch norm, ReLU, max-pool 2,
-    flatten, dropout 0.25, dense 1600→128, ReLU, dropout 0.5, dense 128→10`` on NHWC input
-    ``(batch, 28, 28, 1)`` (``nj.datasets.mnist(split, flatten=False)``), output ``(batch, 10)``
-    logits. It keeps state (batch-norm running statistics) and needs a key in training
-    (dropout): `nnrs_jax.fit` provides both.
+    ``conv3×3 1→32, ReLU, max-pool 2, conv3×3 32→64, ReLU, max-pool 2, flatten, dropout 0.25,
+    dense 1600→256, ReLU, dropout 0.5, dense 256→10`` on NHWC input ``(batch, 28, 28, 1)``
+    (``nj.datasets.mnist(split, flatten=False)``), output ``(batch, 10)`` logits. It needs a key
+    in training (dropout), which `nnrs_jax.fit` provides. With `CNN` it reaches ~99.35 % test
+    accuracy on MNIST in ~160 s on a 2-core CPU (``docs/cnn_recipe.md``).
 
     Example:
         >>> import nnrs_jax as nj
@@ -68,9 +67,9 @@ def cnn() -> Layer:
         (2, 10)
     """
     return serial(
-        conv2d(1, 32, 3), batch_norm(32), relu(), max_pool(2),
-        conv2d(32, 64, 3), batch_norm(64), relu(), max_pool(2),
+        conv2d(1, 32, 3), relu(), max_pool(2),
+        conv2d(32, 64, 3), relu(), max_pool(2),
         flatten(), dropout(0.25),
-        dense(1600, 128), relu(), dropout(0.5),
-        dense(128, 10),
+        dense(1600, 256), relu(), dropout(0.5),
+        dense(256, 10),
     )  # fmt: skip

@@ -138,6 +138,36 @@ def test_reproduce_exits_1_and_names_the_rows_that_missed(tmp_path):
     assert "2/2 rows within 100 points" in lenient.stdout and "missed" not in lenient.stdout
 
 
+def _write_subset(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """Real digits in MNIST's idx format: ``images`` float in [0, 1], ``(n, 784)``."""
+    pixels = np.rint(255 * np.asarray(images)).astype(np.uint8)
+    head = np.array([2051, len(pixels), 28, 28], ">u4").tobytes()
+    (folder / f"{prefix}-images-idx3-ubyte").write_bytes(head + pixels.tobytes())
+    (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(
+        np.array([2049, len(labels)], ">u4").tobytes() + labels.astype(np.uint8).tobytes()
+    )
+
+
+def test_cnn_recipe_trains_saves_and_evaluates(mnist_train, mnist_test, tmp_path):
+    """`--model cnn` on 2 048 real digits: the saved CNN evaluates to the accuracy it printed."""
+    data = tmp_path / "digits"
+    data.mkdir()
+    (x, y), (xt, yt) = mnist_train, mnist_test
+    _write_subset(data, "train", x[:2048], y[:2048])
+    _write_subset(data, "t10k", xt[:1000], yt[:1000])
+    npz = tmp_path / "cnn.npz"
+    flags = ["--data-dir", str(data), "--no-verify"]
+    done = run("train", "--model", "cnn", "--epochs", "2", "--no-progress", "--save", str(npz),
+               *flags, tmp_path=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Epoch 2: loss = " in done.stdout
+    accuracy = float(ACCURACY.search(done.stdout).group(1))
+    assert 80 < accuracy <= 100  # about 90 % after 32 steps; chance is 10 %
+    again = run("evaluate", "--load", str(npz), *flags, tmp_path=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert float(ACCURACY.search(again.stdout).group(1)) == accuracy
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
