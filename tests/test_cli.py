@@ -207,5 +207,6 @@ def test_ci_runs_exactly_the_readme_test_command():
     commands = [line for line in readme if ".venv/bin/pytest" in line and "&&" in line]
     assert len(commands) == 1, commands
     assert (root / ".ci" / "run").read_text().splitlines()[-1] == commands[0]
-    for step in ("ruff check .", "ruff format --check .", "pytest &&", "pytest --float32"):
+    both = ("pytest -n auto --maxprocesses 4 &&", "pytest -n auto --maxprocesses 4 --float32")
+    for step in ("ruff check .", "ruff format --check .", *both):
         assert step in commands[0]

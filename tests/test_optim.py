@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import doctest
 import inspect
 import math
 from collections.abc import Callable
@@ -15,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import check_vmap_equals_loop
 
-import nnrs_jax.optim
 from nnrs_jax.optim import (
     AdamState,
     MomentumState,
@@ -25,10 +24,7 @@ from nnrs_jax.optim import (
     SgdState,
     adam,
     adamax,
-    adaptive,
     apply_updates,
-    base,
-    gradient_descent,
     momentum,
     nadam,
     nesterov,
@@ -451,40 +447,10 @@ def test_wrong_hyperparameter_types_raise_type_error() -> None:
         adam(0.1, b1="0.9")
 
 
-def take(tree: object, i: int) -> object:
-    return jax.tree.map(lambda x: x[i], tree)
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_vmap_over_four_models_equals_four_runs(name: str) -> None:
-    opt = make(name)
-    rng = np.random.default_rng(3)
-    stacked = {
-        "w": jnp.asarray(rng.normal(size=(4, 3, 4))),
-        "b": jnp.asarray(rng.normal(size=(4, 4))),
-    }
-    grads = [
-        {k: jnp.asarray(rng.normal(size=v.shape)) for k, v in stacked.items()} for _ in range(5)
-    ]
-
-    def step(p, state, g):
-        updates, state = opt.update(g, state, p)
-        return apply_updates(p, updates), state
-
-    vstep = jax.jit(jax.vmap(step))
-    p, state = stacked, jax.vmap(opt.init)(stacked)
-    for g in grads:
-        p, state = vstep(p, state, g)
+    state = check_vmap_equals_loop(make(name), steps=5)
     assert state.timestep.shape == (4,) and state.timestep.dtype == jnp.int32
-
-    one_step = jax.jit(step)
-    for i in range(4):
-        p_i = take(stacked, i)
-        state_i = opt.init(p_i)
-        for g in grads:
-            p_i, state_i = one_step(p_i, state_i, take(g, i))
-        chex.assert_trees_all_close(p_i, take(p, i), rtol=1e-13)
-        chex.assert_trees_all_close(state_i, take(state, i), rtol=1e-13)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -507,10 +473,3 @@ def test_init_does_not_alias_params(name: str) -> None:
     # Donating params and state together fails if any state buffer is a params buffer.
     donated = jax.jit(step, donate_argnums=(0, 1))(params, state)
     chex.assert_trees_all_equal(donated, expected)
-
-
-@pytest.mark.parametrize("module", [nnrs_jax.optim, base, gradient_descent, adaptive])
-def test_docstring_examples_run(module: object) -> None:
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0
-    assert result.failed == 0

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import doctest
 import functools
 import math
 from collections.abc import Callable
@@ -17,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import check_vmap_equals_loop, take
 
 from nnrs_jax.optim import (
     AdamState,
@@ -46,8 +46,6 @@ from nnrs_jax.optim import (
     scale_by_momentum,
     scale_by_rms,
     sgd,
-    transforms,
-    wrappers,
 )
 
 STEPS = 100
@@ -427,38 +425,9 @@ def test_clipping_is_active_and_inactive_in_the_trajectory() -> None:
     assert np.any(np.abs(grads["w"]) > 0.7) and np.any(np.abs(grads["w"]) < 0.7)
 
 
-def take(tree: Any, i: int) -> Any:
-    return jax.tree.map(lambda x: x[i], tree)
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_vmap_over_four_models_equals_four_runs(name: str) -> None:
-    opt = CASES[name][0]()
-    rng = np.random.default_rng(3)
-    stacked = {
-        "w": jnp.asarray(rng.normal(size=(4, 3, 4))),
-        "b": jnp.asarray(rng.normal(size=(4, 4))),
-    }
-    grads = [
-        {k: jnp.asarray(rng.normal(size=v.shape)) for k, v in stacked.items()} for _ in range(7)
-    ]
-
-    def step(p, state, g):
-        updates, state = opt.update(g, state, p)
-        return apply_updates(p, updates), state
-
-    vstep = jax.jit(jax.vmap(step))
-    p, state = stacked, jax.vmap(opt.init)(stacked)
-    for g in grads:
-        p, state = vstep(p, state, g)
-
-    one_step = jax.jit(step)
-    for i in range(4):
-        p_i, state_i = take(stacked, i), opt.init(take(stacked, i))
-        for g in grads:
-            p_i, state_i = one_step(p_i, state_i, take(g, i))
-        chex.assert_trees_all_close(p_i, take(p, i), rtol=1e-13)
-        chex.assert_trees_all_close(state_i, take(state, i), rtol=1e-13)
+    check_vmap_equals_loop(CASES[name][0](), steps=7)
 
 
 @pytest.mark.parametrize(
@@ -853,10 +822,3 @@ def test_global_norm_of_a_small_tree_passes_unchanged_and_a_large_one_keeps_dire
     clipped = opt.update(large, opt.init(large))[0]
     np.testing.assert_allclose(clipped["a"], [3.0, 0.0], rtol=1e-15)
     np.testing.assert_allclose(clipped["b"], [4.0], rtol=1e-15)
-
-
-@pytest.mark.parametrize("module", [transforms, wrappers])
-def test_docstring_examples_run(module: object) -> None:
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0
-    assert result.failed == 0
