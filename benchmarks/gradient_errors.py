@@ -2,7 +2,8 @@
 
     python benchmarks/gradient_errors.py
 
-For each layer, loss and regularizer: the largest norm-wise relative difference
+For each layer (the image layers on random NHWC shapes, dropout and batch norm in the mode
+named, with a fixed key), loss and regularizer: the largest norm-wise relative difference
 ``max|manual − autodiff| / max|autodiff|`` over several random shapes and seeds, in float64 and
 float32. Layers compare ``backward`` with ``jax.vjp``; losses compare ``backward`` with
 ``jax.grad``; regularizers compare ``nj.loss_and_grad`` with ``jax.grad`` of loss + penalty.
@@ -78,6 +79,50 @@ LAYERS = {
         nj.dense(i, o, dtype=dt), nj.elu(), nj.dense(o, 7, dtype=dt), nj.softmax()
     ),
 }
+
+
+def image_shapes(seed: int) -> tuple[int, int, int, int, int]:
+    """Batch, height, width, input channels, output channels of one random image case."""
+    b, h, w, c, o = np.random.default_rng(100 + seed).integers([2, 5, 5, 1, 1], [6, 13, 13, 5, 7])
+    return int(b), int(h), int(w), int(c), int(o)
+
+
+def image_layer_error(make, train: bool, dtype, seed: int) -> float:
+    """`nj.backward` against ``jax.vjp`` of `nj.forward`, same state, key and ``train``."""
+    b, h, w, c, o = image_shapes(seed)
+    layer = make(c, o, dtype)
+    k1, k2, k3, key = jax.random.split(jax.random.key(seed), 4)
+    params, state = layer.init(k1), layer.init_state()
+    x = jax.random.normal(k2, (b, h, w, c), dtype)
+    run = {"state": state, "key": key, "train": train}
+
+    def apply(p, a):
+        return nj.forward(layer, p, a, **run)[0]
+
+    y, vjp = jax.vjp(apply, params, x)
+    dy = jax.random.normal(k3, y.shape, dtype)
+    return rel(nj.backward(layer, params, x, dy, **run), vjp(dy))
+
+
+IMAGE_LAYERS = {
+    "conv2d 3x3": (lambda c, o, dt: nj.conv2d(c, o, 3, dtype=dt), False),
+    "conv2d 3x3 stride 2 same": (
+        lambda c, o, dt: nj.conv2d(c, o, 3, stride=2, padding="same", dtype=dt),
+        False,
+    ),
+    "max_pool 2": (lambda c, o, dt: nj.max_pool(2), False),
+    "avg_pool 2": (lambda c, o, dt: nj.avg_pool(2), False),
+    "flatten": (lambda c, o, dt: nj.flatten(), False),
+    "dropout 0.3 (training)": (lambda c, o, dt: nj.dropout(0.3), True),
+    "batch_norm (training)": (lambda c, o, dt: nj.batch_norm(c, dtype=dt), True),
+    "batch_norm (inference)": (lambda c, o, dt: nj.batch_norm(c, dtype=dt), False),
+    "residual(conv2d same, relu)": (
+        lambda c, o, dt: nj.residual(
+            nj.serial(nj.conv2d(c, c, 3, padding="same", dtype=dt), nj.relu())
+        ),
+        False,
+    ),
+}
 LOSSES = {"cross_entropy": nj.cross_entropy, "mse": nj.mse, "softmax_mse": nj.softmax_mse}
 REGULARIZERS = {
     "none": None,
@@ -89,6 +134,10 @@ REGULARIZERS = {
 
 def main() -> None:
     rows = [(f"layer {n}", lambda dt, s, m=m: layer_error(m, dt, s)) for n, m in LAYERS.items()]
+    rows += [
+        (f"layer {n}", lambda dt, s, m=m, t=t: image_layer_error(m, t, dt, s))
+        for n, (m, t) in IMAGE_LAYERS.items()
+    ]
     rows += [(f"loss {n}", lambda dt, s, f=f: loss_error(f, dt, s)) for n, f in LOSSES.items()]
     rows += [
         (f"regularizer {n}", lambda dt, s, r=r: regularizer_error(r, dt, s))
