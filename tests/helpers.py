@@ -62,3 +62,28 @@ def check_vmap_equals_loop(opt, steps: int):
         chex.assert_trees_all_close(p_i, take(p, i), rtol=1e-13)
         chex.assert_trees_all_close(state_i, take(state, i), rtol=1e-13)
     return state
+
+
+def check_vmap_and_scan(layer, params, xs, dys, reference) -> None:
+    """``layer.backward`` under jitted ``vmap`` and ``lax.scan`` equals ``reference`` per input.
+
+    ``xs``, ``dys``: inputs and output gradients stacked on a leading axis; ``params`` shared.
+    ``reference(params, x, dy)`` gives one input's expected ``(dparams, dx)`` (float64: 1e-10).
+    """
+    want = [reference(params, x, dy) for x, dy in zip(xs, dys)]
+    want = jax.tree.map(lambda *leaves: jnp.stack(leaves), *want)
+    got_vmap = jax.jit(jax.vmap(layer.backward, in_axes=(None, 0, 0)))(params, xs, dys)
+    assert rel_err(got_vmap, want) <= 1e-10
+
+    def body(carry, inputs):
+        return carry, layer.backward(params, *inputs)
+
+    _, got_scan = jax.jit(lambda xs, dys: jax.lax.scan(body, None, (xs, dys)))(xs, dys)
+    assert rel_err(got_scan, want) <= 1e-10
+
+
+@jax.jit(static_argnums=0)
+def vjp_of_apply(apply, x, dy):
+    """``(dparams, dx)`` of a parameterless ``apply((), x)`` by ``jax.vjp``, jitted."""
+    _, pullback = jax.vjp(apply, (), x)
+    return pullback(dy)

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import TOL, rel_err
+from helpers import TOL, check_vmap_and_scan, rel_err
 
 import nnrs_jax as nj
 
@@ -79,17 +79,7 @@ def test_backward_under_vmap_and_scan(name):
     layer, params, x, dy = _case(name, 11, jnp.float64)
     xs = jnp.stack([x, 0.5 * x - 1.0, -x])
     dys = jnp.stack([dy, -dy, 2.0 * dy])
-    want = [_reference(layer, params, xi, dyi) for xi, dyi in zip(xs, dys)]
-    want = jax.tree.map(lambda *leaves: jnp.stack(leaves), *want)
-
-    got_vmap = jax.vmap(layer.backward, in_axes=(None, 0, 0))(params, xs, dys)
-    assert rel_err(got_vmap, want) <= 1e-10
-
-    def body(carry, inputs):
-        return carry, layer.backward(params, *inputs)
-
-    _, got_scan = jax.lax.scan(body, None, (xs, dys))
-    assert rel_err(got_scan, want) <= 1e-10
+    check_vmap_and_scan(layer, params, xs, dys, lambda p, a, b: _reference(layer, p, a, b))
 
 
 def test_dense_shapes_and_init_scales():

@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import TOL, rel_err
+from helpers import TOL, check_vmap_and_scan, rel_err
+from helpers import vjp_of_apply as _vjp
 from jax import lax
 
 import nnrs_jax as nj
@@ -57,12 +58,6 @@ def _case(kind: str, case: str, dtype, seed: int = 0, batch: int = 3):
     return layer, x, dy
 
 
-@jax.jit(static_argnums=0)
-def _vjp(apply, x, dy):
-    _, pullback = jax.vjp(apply, (), x)
-    return pullback(dy)
-
-
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("kind", POOLS)
@@ -91,17 +86,7 @@ def test_backward_under_jit_vmap_and_scan(kind, case):
     layer, x, dy = _case(kind, case, jnp.float64, seed=2)
     xs = jnp.stack([x, 0.5 * x - 1.0, -x])
     dys = jnp.stack([dy, -dy, 2.0 * dy])
-    want = [_vjp(layer.apply, xi, dyi) for xi, dyi in zip(xs, dys)]
-    want = jax.tree.map(lambda *leaves: jnp.stack(leaves), *want)
-
-    got_vmap = jax.jit(jax.vmap(layer.backward, in_axes=(None, 0, 0)))((), xs, dys)
-    assert rel_err(got_vmap, want) <= 1e-10
-
-    def body(carry, inputs):
-        return carry, layer.backward((), *inputs)
-
-    _, got_scan = jax.jit(lambda xs, dys: jax.lax.scan(body, None, (xs, dys)))(xs, dys)
-    assert rel_err(got_scan, want) <= 1e-10
+    check_vmap_and_scan(layer, (), xs, dys, lambda _, a, b: _vjp(layer.apply, a, b))
 
 
 def _grad_x(layer: nj.Layer, x: np.ndarray) -> np.ndarray:

@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import TOL, rel_err
+from helpers import TOL, check_vmap_and_scan, rel_err
+from helpers import vjp_of_apply as _vjp
 
 import nnrs_jax as nj
 
@@ -30,12 +31,6 @@ def _case(name: str, dtype, seed: int = 0):
     return layer, x, dy
 
 
-@jax.jit(static_argnums=0)
-def _vjp(apply, x, dy):
-    _, pullback = jax.vjp(apply, (), x)
-    return pullback(dy)
-
-
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("name", LAYERS)
 def test_forward_is_row_major_reshape_and_backward_matches_vjp(name, dtype):
@@ -52,13 +47,7 @@ def test_forward_is_row_major_reshape_and_backward_matches_vjp(name, dtype):
 def test_backward_under_vmap_and_scan(name):
     layer, x, dy = _case(name, jnp.float64, seed=1)
     xs, dys = jnp.stack([x, -x]), jnp.stack([dy, 2.0 * dy])
-    want = jax.tree.map(
-        lambda *leaves: jnp.stack(leaves), *[_vjp(layer.apply, a, b) for a, b in zip(xs, dys)]
-    )
-    got_vmap = jax.vmap(layer.backward, in_axes=(None, 0, 0))((), xs, dys)
-    assert rel_err(got_vmap, want) <= 1e-10
-    _, got_scan = jax.lax.scan(lambda c, a: (c, layer.backward((), *a)), None, (xs, dys))
-    assert rel_err(got_scan, want) <= 1e-10
+    check_vmap_and_scan(layer, (), xs, dys, lambda _, a, b: _vjp(layer.apply, a, b))
 
 
 def test_shapes_and_names():
