@@ -10,7 +10,7 @@ import numpy as np
 from harness import B1, B2, BATCH, EPS, L1, L2, LR, WARM_EPOCHS, Settings, median_ms
 
 import nnrs_jax as nj
-from nnrs_jax.train import _Carry, _make_epoch, _step_body
+from nnrs_jax.train.step import step_body
 
 __all__ = ["epoch", "first_step", "full", "vmap"]
 
@@ -104,18 +104,16 @@ def epoch(x: np.ndarray, y: np.ndarray, settings: Settings) -> dict[str, float]:
     )
     jax.block_until_ready(result.params)
     first = time.perf_counter() - start
-    # Each fit call compiles its epoch afresh, so the warm epochs are timed on the compiled
-    # epoch fit runs (one lax.scan over the batches): called once to compile, then timed.
-    run_epoch = _make_epoch(_step_body(model, nj.cross_entropy, opt, "manual"), BATCH)
-    carry = _Carry(result.params, result.state, result.opt_state, jnp.asarray(0, jnp.int32))
-    noise = jax.random.key(99)
-    carry, _ = run_epoch(carry, x, y, jax.random.key(1), noise)
+    # The warm epochs are timed on the compiled epoch fit runs (one lax.scan over the batches,
+    # nj.make_epoch): called once to compile, then timed.
+    run_epoch = nj.make_epoch(model, nj.cross_entropy, opt, batch_size=BATCH)
+    train_state, _ = run_epoch(result.train_state, x, y)
     laps = []
-    for e in range(WARM_EPOCHS):
+    for _ in range(WARM_EPOCHS):
         start = time.perf_counter()
-        carry, _ = jax.block_until_ready(run_epoch(carry, x, y, jax.random.key(2 + e), noise))
+        train_state, _ = jax.block_until_ready(run_epoch(train_state, x, y))
         laps.append(time.perf_counter() - start)
-    params = carry.params
+    params = train_state.params
     second = float(np.median(laps))
     return {
         "first_epoch_s": first,
@@ -171,7 +169,7 @@ def vmap(x: np.ndarray, y: np.ndarray, settings: Settings, models: int = 1) -> d
     jax.block_until_ready(result.params)
     total = time.perf_counter() - start
 
-    body = _step_body(model, nj.cross_entropy, opt, "manual")
+    body = step_body(model, nj.cross_entropy, opt, "manual")
 
     def one(params, opt_state, x, y):
         params, _, opt_state, metrics = body(params, None, opt_state, x, y, None)

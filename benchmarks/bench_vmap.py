@@ -23,10 +23,11 @@ import platform
 import time
 
 import jax
-import jax.numpy as jnp
 
 import nnrs_jax as nj
-from nnrs_jax.train import _Carry, _make_epoch, _make_full_step, _many_body, _step_body
+from nnrs_jax.train.epoch import epoch_fn, full_step
+from nnrs_jax.train.step import step_body
+from nnrs_jax.train.sweep import _many_body
 
 BATCH = 128
 
@@ -49,26 +50,25 @@ def runner(model: nj.Layer, opt: nj.Optimizer, x, y, models: int, steps: int | N
     key, mode = jax.random.key(0), ({"steps": 1} if steps else {"epochs": 1, "batch_size": BATCH})
     if models == 1:
         result = nj.fit(model, nj.cross_entropy, opt, x, y, key=key, progress=False, **mode)
-        body = _step_body(model, nj.cross_entropy, opt, "manual")
+        body = step_body(model, nj.cross_entropy, opt, "manual")
     else:
         result = nj.fit_many(model, nj.cross_entropy, opt, x, y, key=key, num_models=models,
                              progress=False, **mode)  # fmt: skip
         body = _many_body(model, nj.cross_entropy, ("static", opt), "manual", models)
-    carry = _Carry(result.params, result.state, result.opt_state, jnp.asarray(0, jnp.int32))
-    noise = jax.random.key(1)
+    carry = result.train_state
     if steps:
-        run_step, inputs = _make_full_step(body), model.prepare(x)
+        run_step, inputs = full_step(body), model.prepare(x)
 
         def run(carry):
             for _ in range(steps):
-                carry, _ = run_step(carry, inputs, y, noise)
+                carry, _ = run_step(carry, inputs, y)
             return carry
 
     else:
-        run_epoch = _make_epoch(body, BATCH)
+        run_epoch = epoch_fn(body, BATCH)
 
         def run(carry):
-            return run_epoch(carry, x, y, jax.random.key(2), noise)[0]
+            return run_epoch(carry, x, y)[0]
 
     return carry, run
 

@@ -38,7 +38,7 @@ from nnrs_jax.layers import (
     tanh,
 )
 from nnrs_jax.losses import Loss, cross_entropy, mse, softmax_mse
-from nnrs_jax.metrics import Report, confusion_matrix, evaluate
+from nnrs_jax.metrics import RegressionReport, Report, confusion_matrix, evaluate
 from nnrs_jax.objective import check_grads, loss_and_grad, penalty
 from nnrs_jax.optim import (
     AccumulateState,
@@ -80,7 +80,16 @@ from nnrs_jax.optim import (
     sgd,
 )
 from nnrs_jax.regularizers import Regularizer, elastic_net, l1, l2
-from nnrs_jax.train import FitResult, fit, fit_many, make_train_step
+from nnrs_jax.train import (
+    FitResult,
+    TrainState,
+    accuracy,
+    callbacks,
+    fit,
+    fit_many,
+    make_epoch,
+    make_train_step,
+)
 
 __version__ = "0.1.0"
 
@@ -102,6 +111,7 @@ __all__ = [
     "MomentumState",
     "Optimizer",
     "Pretransposed",
+    "RegressionReport",
     "Regularizer",
     "Report",
     "RmspropState",
@@ -111,7 +121,9 @@ __all__ = [
     "ScaleByMomentumState",
     "ScaleByRmsState",
     "SgdState",
+    "TrainState",
     "accumulate",
+    "accuracy",
     "adam",
     "adamax",
     "adamw",
@@ -120,6 +132,7 @@ __all__ = [
     "avg_pool",
     "backward",
     "batch_norm",
+    "callbacks",
     "chain",
     "check_grads",
     "clip",
@@ -150,6 +163,7 @@ __all__ = [
     "load_csv",
     "load_meta",
     "loss_and_grad",
+    "make_epoch",
     "make_train_step",
     "matrices_only",
     "max_pool",

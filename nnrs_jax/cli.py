@@ -165,6 +165,13 @@ def _decay(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must satisfy 0 <= DECAY < 1, got {text}") from None
 
 
+def _fraction(text: str) -> float:
+    value = _positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -250,11 +257,22 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     mode.add_argument("--epochs", type=_positive_int, help=f"mini-batch epochs ({d['epochs']})")
     train.add_argument("--batch-size", type=_positive_int,
                        help=f"mini-batch size ({d['batch_size']})")  # fmt: skip
-    train.add_argument("--seed", default=d["seed"], type=int)
+    train.add_argument("--seed", default=d["seed"], type=int,
+                       help="random seed: init, shuffles, dropout and augmentation")  # fmt: skip
+    train.add_argument("--validation-split", type=_fraction, metavar="FRACTION",
+                       help="hold the last FRACTION of the training set out and evaluate it "
+                       "at every log point")  # fmt: skip
+    train.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
+                       help="with --validation-split: stop when the validation loss has not "
+                       "improved for PATIENCE log points, and keep the best params")  # fmt: skip
+    train.add_argument("--backup-dir", metavar="DIR",
+                       help="back the run up in DIR at every log point; rerun the same "
+                       "command to resume an interrupted run (removed at the end)")  # fmt: skip
     _data_flags(train)
     train.add_argument("--save", help="write the trained model to this .npz file")
     train.add_argument("--save-csv", help="write the weights in the seed's CSV format here")
-    train.add_argument("--log-every", default=10, type=_positive_int)
+    train.add_argument("--log-every", default=10, type=_positive_int, metavar="N",
+                       help="full batch: read the metrics back every N steps (10)")  # fmt: skip
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--plot", metavar="PATH",
                        help="write the loss and accuracy curves as a PNG")  # fmt: skip
@@ -340,6 +358,8 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"--steps must be >= 0, got {args.steps}")
     if args.weight_decay is not None and args.optimizer != "adamw":
         parser.error("--weight-decay goes with --optimizer adamw (decoupled weight decay)")
+    if args.early_stopping is not None and args.validation_split is None:
+        parser.error("--early-stopping watches the validation loss: add --validation-split")
     if args.plot:
         _require_matplotlib(parser)
     mesh = _join(args, parser)  # before any other JAX call
@@ -380,22 +400,40 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(f"training: {args.loss}, {args.optimizer} lr {opt_spec['lr']:g} ({schedule}"
           f"{', ' + extras if extras else ''}), {mode}, seed {args.seed}, "
           f"{x.shape[0]} examples")  # fmt: skip
+    callbacks: list[nj.callbacks.Callback] = []
+    if args.early_stopping is not None:
+        callbacks.append(nj.callbacks.EarlyStopping("eval_loss", patience=args.early_stopping,
+                                                    restore_best=True))  # fmt: skip
+    if args.backup_dir:
+        callbacks.append(nj.callbacks.BackupAndRestore(args.backup_dir))
     nj.enable_compilation_cache()
     start = time.perf_counter()
     result = nj.fit(
         model, LOSSES[args.loss], optimizer, x, y, key=jax.random.key(args.seed),
-        steps=args.steps, epochs=epochs, batch_size=batch_size,
+        steps=args.steps, epochs=epochs, batch_size=batch_size, callbacks=callbacks,
+        augment=recipe.augment if cnn else None, validation_split=args.validation_split,
         log_every=args.log_every, progress=not args.no_progress, mesh=mesh,
     )  # fmt: skip
     jax.block_until_ready(result.params)
     seconds = time.perf_counter() - start
+    meta = {"model": spec, "optimizer": opt_spec, "epochs": epochs, "steps": args.steps}
+    if result.stopped == "interrupted":
+        return _interrupted(args, result, meta)
     h = result.history
     unit = "Iteration" if full_batch else "Epoch"
     index = h["step"] if full_batch else h["epoch"] + 1
     for i in range(len(index)):
         if not full_batch or i % args.log_every == 0 or i == len(index) - 1:
-            print(f"{unit} {index[i]}: loss = {h['loss'][i]:.6f}, "
-                  f"accuracy = {100 * h['accuracy'][i]:.2f}%")  # fmt: skip
+            line = (
+                f"{unit} {index[i]}: loss = {h['loss'][i]:.6f}, "
+                f"train accuracy = {100 * h['accuracy'][i]:.2f}%"
+            )
+            if "eval_loss" in h and not full_batch:
+                line += (
+                    f", validation loss = {h['eval_loss'][i]:.6f}, "
+                    f"validation accuracy = {100 * h['eval_accuracy'][i]:.2f}%"
+                )
+            print(line)
     print(f"training time: {seconds:.1f} s (compilation included)")
     if args.history:
         _write_history(args.history, h)
@@ -406,8 +444,10 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     params = _eval_params(opt_spec, result.params, result.opt_state)
     report = nj.evaluate(model, params, xt, yt, LOSSES[args.loss], state=result.state, mesh=mesh)
     print(report)
+    if result.stopped == "callback":
+        print(f"early stopping at epoch {int(h['epoch'][-1]) + 1}: the validation loss was "
+              f"best at epoch {int(callbacks[0].best_index)}, whose params are kept")  # fmt: skip
     if args.save:
-        meta = {"model": spec, "optimizer": opt_spec, "epochs": epochs, "steps": args.steps}
         nj.save(args.save, result.params, result.opt_state, step=result.step,
                 key=jax.random.key(args.seed), meta=meta, state=result.state)  # fmt: skip
         print(f"saved model to {args.save}")
@@ -416,6 +456,20 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"saved CSV weights to {args.save_csv}")
     print(f"test accuracy: {100 * report.accuracy:.2f}%")
     return 0
+
+
+def _interrupted(args: argparse.Namespace, result: nj.FitResult, meta: dict[str, Any]) -> int:
+    """Ctrl-C: save what was reached, say so in one line, exit 130 (128 + SIGINT)."""
+    where = []
+    if args.backup_dir:
+        where.append(f"backup in {args.backup_dir} (rerun the same command to resume)")
+    if args.save:
+        nj.save(args.save, result.params, result.opt_state, step=result.step,
+                key=jax.random.key(args.seed), meta=meta, state=result.state)  # fmt: skip
+        where.append(f"model in {args.save}")
+    saved = "; saved the " + " and the ".join(where) if where else "; nothing saved"
+    print(f"interrupted at step {result.step}{saved}", flush=True)
+    return 130
 
 
 def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -622,6 +676,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = handlers[args.command]
     try:
         return handler(args, commands[args.command])
+    except KeyboardInterrupt:  # outside fit's log points: loading data, compiling, a report
+        print(f"nnrs-jax {args.command}: interrupted", file=sys.stderr, flush=True)
+        return 130
     except (FileNotFoundError, ValueError) as error:
         print(f"nnrs-jax {args.command}: error: {error}", file=sys.stderr)
         return 1

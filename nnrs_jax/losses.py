@@ -19,11 +19,19 @@ __all__ = ["Loss", "cross_entropy", "mse", "softmax_mse"]
 
 
 class Loss(NamedTuple):
-    """A loss: ``value(outputs, targets) -> scalar`` and ``backward(...) -> ∂value/∂outputs``."""
+    """A loss: ``value(outputs, targets) -> scalar`` and ``backward(...) -> ∂value/∂outputs``.
+
+    ``classification``: the loss reads its outputs as class scores (`cross_entropy`,
+    `softmax_mse`), so `evaluate` reports accuracy and a confusion matrix even for one-hot float
+    targets. A loss without it (`mse`) is a regression loss on float targets; integer labels
+    still mean classification (see `nnrs_jax.data_checks.task`). Set it on a custom
+    classification loss: ``Loss(value, backward, "focal", classification=True)``.
+    """
 
     value: Callable[[jax.Array, jax.Array], jax.Array]
     backward: Callable[[jax.Array, jax.Array], jax.Array]
     name: str = "loss"
+    classification: bool = False
 
 
 def _dense_targets(name: str, outputs: jax.Array, targets: jax.Array) -> jax.Array:
@@ -70,7 +78,7 @@ def _ce_backward(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return (p * jnp.sum(t, axis=-1, keepdims=True) - t) / logits.shape[0]
 
 
-cross_entropy = Loss(_ce_value, _ce_backward, "cross_entropy")
+cross_entropy = Loss(_ce_value, _ce_backward, "cross_entropy", classification=True)
 """Softmax cross-entropy on logits ``z`` ``(batch, classes)``, mean over the batch:
 
     value = −(1/B)·Σ_b Σ_c t_bc·log softmax(z_b)_c
@@ -112,7 +120,7 @@ def _smse_backward(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return p * (dp - jnp.sum(dp * p, axis=-1, keepdims=True))
 
 
-softmax_mse = Loss(_smse_value, _smse_backward, "softmax_mse")
+softmax_mse = Loss(_smse_value, _smse_backward, "softmax_mse", classification=True)
 """The seed's MSE variant: softmax of the logits, then mean squared error against the one-hot
 targets. ``value = (1/(B·C))·Σ (softmax(z) − t)²``; with ``d = 2·(p − t)/(B·C)`` and
 ``p = softmax(z)``, ``∂value/∂z = p ⊙ (d − Σ_c d_c·p_c)``.

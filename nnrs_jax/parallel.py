@@ -1,14 +1,40 @@
 """Data parallelism on JAX's own engine: a device mesh, placement, and several processes.
 
-Training is data parallel over a `jax.sharding.Mesh` with one axis named ``"data"``: every
-batch is split over the mesh's devices along its first axis, the parameters, the model state
-and the optimizer state are replicated, and XLA's SPMD partitioner inserts the all-reduce of the
-gradients (``fit(..., mesh=mesh)``, ``make_train_step(..., mesh=mesh)``,
-``evaluate(..., mesh=mesh)``). ``fit_many(..., mesh=mesh)`` splits its model axis instead.
+Training is data parallel over a `jax.sharding.Mesh`: every batch is split along its first axis
+over the mesh's ``"data"`` axis, the parameters, the model state and the optimizer state are
+replicated, and XLA's SPMD partitioner inserts the all-reduce of the gradients
+(``fit(..., mesh=mesh)``, ``make_train_step(..., mesh=mesh)``, ``evaluate(..., mesh=mesh)``).
+``fit_many(..., mesh=mesh)`` splits its model axis over ``"data"`` instead.
+
+**Which meshes.** Any concrete `Mesh` with an axis named ``"data"``: `data_mesh`,
+``jax.make_mesh((n,), ("data",))``, or a mesh with more axes such as
+``jax.make_mesh((2, 2), ("data", "model"))``. Batches are split over ``"data"`` only; every
+other axis holds copies (the devices along it compute the same thing), so batch sizes must
+be divisible by the size of the ``"data"`` axis, not by the device count. Each caller checks
+its mesh with `check_mesh` before anything is compiled: a mesh without a ``"data"`` axis, or
+anything but a `Mesh` (an `~jax.sharding.AbstractMesh` has no devices to put data on), is
+refused with an error that names the function called.
+
+**Axis types are normalized.** `check_mesh` returns the mesh with every axis typed
+`~jax.sharding.AxisType.Auto` (the same devices and names), and everything is placed and
+compiled on that mesh. Why: ``jax.make_mesh`` types its axes ``Explicit`` by default (as of
+JAX 0.10; sharding in types), under which every operation must be able to infer its output
+sharding from its inputs' types. A data-parallel backward pass cannot: ``dW = xᵀ·dy`` contracts two
+arrays split over ``"data"``, and JAX refuses to guess that the sum is to be all-reduced;
+``vmap`` over models split over ``"data"`` meets arrays that are not. With Auto axes XLA's
+partitioner propagates the shardings placed at the edges of each compiled function and
+inserts the all-reduce, which is what this module relies on. An ``Explicit`` or ``Manual``
+axis type says how code traced under that mesh sees shardings; the library traces its own
+code, so nothing is lost. Arrays the caller placed on the original mesh are re-placed on the
+normalized one without a copy (the same devices and layout). Equal meshes normalize to the
+same object, so compiled code cached on the mesh is reused. While a call trains or
+evaluates, JAX's mesh context (``jax.set_mesh``) is the mesh it was given (see `scope`), so
+a mesh the user set in context cannot leak into the library's compiled code.
 
 Several processes (hosts, or several processes on one host) form one mesh with JAX's
 distributed runtime: each process calls `initialize` before any other JAX call, builds the
-same `data_mesh` over all processes' devices, and makes the same calls; each process puts only
+same mesh over all processes' devices (`data_mesh`, or ``jax.make_mesh``), and makes the same
+calls; each process puts only
 its own slice of every global batch on its own devices
 (`jax.make_array_from_process_local_data`). CPU processes talk through gloo, GPU processes
 through NCCL.
@@ -22,13 +48,15 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionSpec
 
 __all__ = [
     "DATA_AXIS",
@@ -42,7 +70,8 @@ __all__ = [
 ]
 
 DATA_AXIS = "data"
-"""The name of the mesh axis that batches (or, in `fit_many`, models) are split over."""
+"""The name of the mesh axis that batches (or, in `fit_many`, models) are split over; every
+other axis of a mesh holds copies."""
 
 MAX_AHEAD = 8
 """Dispatches a loop may run ahead of the devices when a mesh spans several CPU devices of one
@@ -130,27 +159,82 @@ def is_main_process() -> bool:
 
 
 def check_mesh(caller: str, mesh: Any) -> Mesh:
-    """``mesh`` if it is a `Mesh` whose only axis is ``"data"``; a clear error otherwise."""
+    """``mesh`` with every axis type `~jax.sharding.AxisType.Auto`; a clear error if unusable.
+
+    Any concrete `Mesh` with an axis named ``"data"`` is usable, whatever its other axes and
+    axis types (see the module docstring). The result has the same devices and axis names; it
+    is ``mesh`` itself when every axis is already Auto, and the same object for equal meshes,
+    so that compiled code cached on it is reused.
+
+    Raises:
+        TypeError: ``mesh`` is not a `jax.sharding.Mesh` (e.g. a `jax.sharding.AbstractMesh`,
+            which has no devices to place data on).
+        ValueError: ``mesh`` has no axis named ``"data"``.
+    """
+    return _auto(_usable(caller, mesh))
+
+
+def _usable(caller: str, mesh: Any) -> Mesh:
+    """``mesh`` as it is if it is a `Mesh` with a ``"data"`` axis; `check_mesh`'s errors."""
     if not isinstance(mesh, Mesh):
-        raise TypeError(
-            f"{caller}: mesh must be a jax.sharding.Mesh (e.g. nj.parallel.data_mesh()), "
-            f"got {type(mesh).__name__}"
+        hint = (
+            "; an AbstractMesh has no devices, pass the concrete Mesh"
+            if isinstance(mesh, AbstractMesh)
+            else ""
         )
-    if tuple(mesh.axis_names) != (DATA_AXIS,):
+        raise TypeError(
+            f"{caller}: mesh must be a jax.sharding.Mesh (e.g. nj.parallel.data_mesh() or "
+            f"jax.make_mesh((n,), ('data',))), got {type(mesh).__name__}{hint}"
+        )
+    if DATA_AXIS not in mesh.axis_names:
         raise ValueError(
             f"{caller}: mesh must have one axis named {DATA_AXIS!r}, got axes "
-            f"{tuple(mesh.axis_names)}"
+            f"{tuple(mesh.axis_names)}; batches are split over it, any other axes hold copies"
         )
     return mesh
 
 
+@functools.lru_cache(maxsize=16)
+def _auto(mesh: Mesh) -> Mesh:
+    """``mesh`` with every axis type Auto: the same devices and names (cached per mesh)."""
+    if all(t == AxisType.Auto for t in mesh.axis_types):
+        return mesh
+    return Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * mesh.devices.ndim)
+
+
+def data_size(mesh: Mesh) -> int:
+    """The number of blocks a batch is split into over ``mesh``: the size of its ``"data"`` axis.
+
+    The other axes hold copies of each block, so this is the device count only for a mesh
+    whose one axis is ``"data"``.
+    """
+    return mesh.shape[DATA_AXIS]
+
+
+@contextlib.contextmanager
+def scope(mesh: Mesh | None) -> Iterator[None]:
+    """Run the block with ``mesh`` (from `check_mesh`; ``None``: one device) as JAX's mesh context.
+
+    A mesh the user set with ``jax.set_mesh`` would otherwise be the context in which the
+    library traces its compiled code: an ``Explicit`` one types every array created inside it,
+    and any other mesh conflicts with the arrays placed on ``mesh``. Enter it around whatever
+    places arrays on ``mesh`` or runs compiled code on them; not inside ``jax.jit``.
+    """
+    with jax.set_mesh(mesh):
+        yield
+
+
 def check_divisible(caller: str, what: str, count: int, mesh: Mesh) -> None:
-    """Raise unless ``count`` splits evenly over the mesh's devices."""
-    devices = mesh.devices.size
-    if count % devices:
+    """Raise unless ``count`` splits evenly over the ``"data"`` axis of ``mesh``."""
+    blocks = data_size(mesh)
+    if count % blocks:
+        where = (
+            f"the {blocks} devices of the mesh"
+            if blocks == mesh.devices.size
+            else f"the {blocks} devices of the mesh's {DATA_AXIS!r} axis"
+        )
         raise ValueError(
-            f"{caller}: {what} {count} is not divisible by the {devices} devices of the mesh; "
-            f"use a multiple of {devices}"
+            f"{caller}: {what} {count} is not divisible by {where}; use a multiple of {blocks}"
         )
 
 
@@ -187,11 +271,14 @@ def paced(mesh: Mesh | None) -> bool:
 def process_rows(mesh: Mesh, rows: int, axis: int = 0) -> slice:
     """The rows of a global batch of ``rows`` rows (split on ``axis``) this process holds.
 
-    One contiguous block, by the mesh's device order: all rows in a single-process run.
+    One contiguous block, by the mesh's device order along ``"data"``: all rows in a
+    single-process run, and all rows too when each process has devices at every position of
+    ``"data"`` (another axis spans the processes).
 
     Raises:
-        ValueError: if ``rows`` is not divisible by the device count, or the mesh interleaves
-            processes (then a process's rows are not one block; use `data_mesh`).
+        ValueError: if ``rows`` is not divisible by the size of the ``"data"`` axis, or the mesh
+            interleaves processes along it (then a process's rows are not one block; use
+            `data_mesh`).
     """
     check_divisible("process_rows", "the batch size", rows, mesh)
     shape = (1,) * axis + (rows,)
@@ -200,10 +287,31 @@ def process_rows(mesh: Mesh, rows: int, axis: int = 0) -> slice:
     start, stop = blocks[0][0], blocks[-1][1]
     if sum(b - a for a, b in blocks) != stop - start:
         raise ValueError(
-            "process_rows: the mesh interleaves the devices of different processes; build it "
-            "with nj.parallel.data_mesh(), which keeps each process's devices together"
+            "process_rows: the mesh interleaves the devices of different processes along its "
+            f"{DATA_AXIS!r} axis; build it with nj.parallel.data_mesh(), which keeps each "
+            "process's devices together"
         )
     return slice(start, stop)
+
+
+def check_local_rows(caller: str, mesh: Mesh) -> None:
+    """Raise unless each position along the ``"data"`` axis lies on one process's devices.
+
+    Data split per host (``fit(..., local_data=True)``) puts each process's own rows on its
+    own devices. A block of a batch whose copies (along the other axes) sit on several
+    processes would hold a different process's rows on each copy, and the replicas would
+    silently drift apart.
+    """
+    along = np.moveaxis(mesh.devices, mesh.axis_names.index(DATA_AXIS), 0)
+    for position, block in enumerate(along):
+        owners = sorted({d.process_index for d in block.flat})
+        if len(owners) > 1:
+            raise ValueError(
+                f"{caller}: local_data=True needs each position of the mesh's {DATA_AXIS!r} "
+                f"axis on the devices of one process, got position {position} on processes "
+                f"{owners}; make {DATA_AXIS!r} the mesh's first axis, so that the other axes "
+                "stay within a process"
+            )
 
 
 def assemble(local: Any, sharding: NamedSharding, shape: tuple[int, ...]) -> jax.Array:
@@ -264,20 +372,21 @@ def shard(caller: str, x: Any, mesh: Mesh, axis: int = 0) -> jax.Array:
     """`shard_batch`, with errors that name ``caller``."""
     x = x if isinstance(x, jax.Array) else np.asarray(x)
     sharding = split(mesh, axis)
-    devices = mesh.devices.size
+    blocks = data_size(mesh)
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
         check_divisible(caller, "the batch size", x.shape[axis], mesh)
         return jax.device_put(x, sharding)
-    own = process_rows(mesh, devices, axis)
+    own = process_rows(mesh, blocks, axis)
     own = own.stop - own.start
-    if own == devices:
+    if own == blocks:
         check_divisible(caller, "the batch size", x.shape[axis], mesh)
     elif x.shape[axis] % own:
         raise ValueError(
-            f"{caller}: this process holds {own} of the mesh's {devices} devices, so its part "
-            f"of the batch must have a multiple of {own} rows, got {x.shape[axis]}"
+            f"{caller}: this process holds {own} of the {blocks} blocks of a batch (the size of "
+            f"the mesh's {DATA_AXIS!r} axis), so its part of the batch must have a multiple of "
+            f"{own} rows, got {x.shape[axis]}"
         )
-    rows = x.shape[axis] // own * devices
+    rows = x.shape[axis] // own * blocks
     check_divisible(caller, "the batch size", rows, mesh)
     return assemble(x, sharding, (*x.shape[:axis], rows, *x.shape[axis + 1 :]))
 
@@ -287,8 +396,10 @@ def shard_batch(x: Any, mesh: Mesh, *, axis: int = 0) -> jax.Array:
 
     In a single-process run ``x`` is the whole batch; with several processes, each passes its
     own block of rows (`process_rows` says which rows of a batch that is), and the global batch
-    is their concatenation in process order. The batch size must be divisible by the device
-    count. A global array is resharded if needed.
+    is their concatenation in process order. The batch size must be divisible by the size of
+    the mesh's ``"data"`` axis; the other axes hold copies. A global array is resharded if
+    needed. The result lives on ``mesh`` as given (its axis types kept); the library's own
+    functions re-place it on their normalized mesh without a copy.
 
     Example:
         >>> import numpy as np, nnrs_jax as nj
@@ -296,4 +407,4 @@ def shard_batch(x: Any, mesh: Mesh, *, axis: int = 0) -> jax.Array:
         >>> nj.parallel.shard_batch(np.zeros((8, 3), np.float32), mesh).shape
         (8, 3)
     """
-    return shard("shard_batch", x, mesh, axis)
+    return shard("shard_batch", x, _usable("shard_batch", mesh), axis)

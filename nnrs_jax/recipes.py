@@ -7,7 +7,7 @@ Each recipe is a model builder plus a `Recipe` of training settings, found by ex
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from nnrs_jax.layers import (
     Layer,
@@ -25,13 +25,18 @@ __all__ = ["CNN", "MLP", "Recipe", "cnn", "mlp"]
 
 
 class Recipe(NamedTuple):
-    """Training settings: Adam, learning rate cosine-decayed from ``lr`` to 0 over the run."""
+    """Training settings: Adam, learning rate cosine-decayed from ``lr`` to 0 over the run.
+
+    ``augment``: the in-graph augmentation of every training batch (`nnrs_jax.augment`), or
+    ``None``.
+    """
 
     optimizer: str
     lr: float
     schedule: str
     epochs: int
     batch_size: int
+    augment: Any = None
 
 
 MLP = Recipe(optimizer="adam", lr=2e-3, schedule="cosine", epochs=12, batch_size=256)

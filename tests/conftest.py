@@ -22,9 +22,11 @@ import pytest
 FLOAT32_MODULES = frozenset(
     {
         "test_combinators.py",
+        "test_data_checks.py",
         "test_dropout.py",
         "test_layers.py",
         "test_losses.py",
+        "test_metrics.py",
         "test_normalization.py",
         "test_objective.py",
         "test_optim.py",

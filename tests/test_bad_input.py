@@ -133,7 +133,53 @@ CASES = {
         "data",
         lambda: nj.evaluate(mlp(), mlp().init(KEY), X, np.full(4, 9)),
         ValueError,
-        r"labels must lie in \[0, 3\)",
+        r"evaluate: labels y must lie in \[0, 3\) for a model with 3 outputs, "
+        r"got values in \[9, 9\]",
+    ),
+    "evaluate float labels": Case(
+        "data",
+        lambda: nj.evaluate(mlp(), mlp().init(KEY), X, np.zeros(4)),
+        TypeError,
+        r"evaluate: labels y must have an integer dtype, got float64",
+    ),
+    "evaluate flat targets for 3 outputs": Case(
+        "data",
+        lambda: nj.evaluate(mlp(), mlp().init(KEY), X, np.zeros(4), nj.mse),
+        ValueError,
+        r"evaluate: targets y of shape \(4,\) need a model with one output, this one has 3",
+    ),
+    "evaluate targets wrong width": Case(
+        "data",
+        lambda: nj.evaluate(mlp(), mlp().init(KEY), X, np.zeros((4, 2)), nj.mse),
+        ValueError,
+        r"evaluate: targets y must have shape \(N, 3\), got \(4, 2\)",
+    ),
+    "evaluate nan in x": Case(
+        "data",
+        lambda: nj.evaluate(mlp(), mlp().init(KEY), np.where(np.eye(4, 6) > 0, np.nan, X), Y),
+        ValueError,
+        r"evaluate: x contains NaN or inf \(first at row 0\)",
+    ),
+    "evaluate inf in targets": Case(
+        "data",
+        lambda: nj.evaluate(
+            mlp(), mlp().init(KEY), X, np.where(np.eye(4, 3)[::-1] > 0, np.inf, 0), nj.mse
+        ),
+        ValueError,
+        r"evaluate: y contains NaN or inf \(first at row 1\)",
+    ),
+    "evaluate images into a dense model": Case(
+        "data",
+        lambda: nj.evaluate(mlp(), mlp().init(KEY), np.zeros((4, 2, 3), np.float32), Y),
+        ValueError,
+        r"evaluate: x of shape \(4, 2, 3\) does not fit the model \(.*\); a dense model takes "
+        r"flat rows: reshape to \(N, 6\)",
+    ),
+    "evaluate empty": Case(
+        "data",
+        lambda: nj.evaluate(mlp(), mlp().init(KEY), X[:0], Y[:0]),
+        ValueError,
+        r"evaluate: x and y are empty",
     ),
     "evaluate stateful without state": Case(
         "data",
@@ -192,6 +238,18 @@ CASES = {
         fit(steps=None, epochs=1, batch_size=0),
         ValueError,
         r"batch_size must be an int >= 1, got 0",
+    ),
+    "evaluate batch_size zero": Case(
+        "hyperparameters",
+        lambda: nj.evaluate(mlp(), mlp().init(KEY), X, Y, batch_size=0),
+        ValueError,
+        r"evaluate: batch_size must be an int >= 1, got 0",
+    ),
+    "evaluate metrics not a dict": Case(
+        "hyperparameters",
+        lambda: nj.evaluate(mlp(), mlp().init(KEY), X, Y, metrics=[len]),
+        TypeError,
+        r"evaluate: metrics must be a dict \{name: fn\(outputs, targets\) -> scalar\}, got list",
     ),
     "fit key not a key": Case(
         "hyperparameters", fit(key=0), TypeError, r"fit: key must be a PRNG key"

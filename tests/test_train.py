@@ -253,7 +253,7 @@ def test_fit_many_seeds_full_batch(toy):
 
 def test_compiled_step_does_each_product_once():
     """XLA merges backward's forward with apply's and drops the first layer's unused dx."""
-    from nnrs_jax.train import _step_body
+    from nnrs_jax.train.step import step_body as _step_body
 
     sizes, batch = [784, 64, 32, 16, 10], 1000
     model, opt = seed_model(), nj.nadam(5e-4)

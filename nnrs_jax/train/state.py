@@ -1,0 +1,113 @@
+"""`TrainState`: everything a run needs to continue, and `FitResult`, what `fit` returns."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nnrs_jax.layers.base import Layer, Params, PRNGKey, State
+
+__all__ = ["FitResult", "TrainState"]
+
+OptState = Any
+
+
+class TrainState(NamedTuple):
+    """Everything a training run needs to continue: a pytree, the carry of the compiled loop.
+
+    Attributes:
+        params: the model's parameters.
+        state: the model's non-trainable state (``model.init_state()``'s tree, e.g. batch-norm
+            running statistics; ``()`` for a model without).
+        opt_state: the optimizer's state.
+        step: the number of updates done, an ``int32`` scalar array.
+        key: the run's root PRNG key. Step ``t`` draws its dropout masks and augmentations from
+            ``fold_in(noise_key, t)`` and epoch ``e`` shuffles with ``fold_in(data_key, e)``
+            (`run_keys`), so a run resumed from a `TrainState` repeats a straight run bit for bit.
+
+    Example:
+        >>> import jax, nnrs_jax as nj
+        >>> model, opt = nj.serial(nj.dense(4, 8), nj.relu(), nj.dense(8, 3)), nj.adam(1e-2)
+        >>> ts = nj.TrainState.create(model, opt, jax.random.key(0))
+        >>> int(ts.step), ts.params[0].w.shape
+        (0, (4, 8))
+    """
+
+    params: Params
+    state: State
+    opt_state: OptState
+    step: jax.Array
+    key: PRNGKey
+
+    @classmethod
+    def create(
+        cls, model: Layer, optimizer: Any, key: PRNGKey, *, params: Params | None = None
+    ) -> TrainState:
+        """A fresh state: params from ``model.init`` on the run's init key (or ``params``)."""
+        key = check_key("TrainState.create", key)
+        if params is None:
+            params = jax.jit(model.init)(run_keys(key)[0])
+        return cls(params, model.init_state(), optimizer.init(params), jnp.int32(0), jnp.copy(key))
+
+
+def check_key(caller: str, key: Any) -> PRNGKey:
+    """``key`` if it is a typed or legacy ``uint32`` PRNG key; a clear error otherwise."""
+    if not isinstance(key, jax.Array) or not (
+        jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.dtype == jnp.uint32
+    ):
+        raise TypeError(
+            f"{caller}: key must be a PRNG key from jax.random.key(seed), got {type(key).__name__}"
+        )
+    return key
+
+
+def run_keys(key: PRNGKey) -> tuple[PRNGKey, PRNGKey, PRNGKey]:
+    """``(init_key, data_key, noise_key)`` of a run: params, shuffles and stochastic layers.
+
+    Epoch ``e`` shuffles with ``fold_in(data_key, e)``; step ``t`` of the model (dropout) and
+    of the augmentation uses ``fold_in(noise_key, t)``. Pure: callable inside ``jit``.
+    """
+    init_key, data_key = jax.random.split(key)
+    return init_key, data_key, jax.random.split(data_key)[1]
+
+
+class FitResult(NamedTuple):
+    """What `fit` and `fit_many` return: the final `TrainState` and the history.
+
+    Attributes:
+        train_state: where training ended; pass it back as ``fit(..., train_state=...)`` to
+            continue (or resume a stopped run) bit for bit.
+        history: NumPy arrays. Full batch: ``step``, ``loss`` and the metrics per step (of the
+            params before that step's update, as the seed printed them). Mini-batch: ``epoch``,
+            ``loss`` and the metrics per epoch (means over its batches). With evaluation data
+            (``eval_data`` or ``validation_split``): ``eval_step`` or ``eval_epoch`` and
+            ``eval_<name>`` for each entry of the evaluation report.
+        stopped: why training ended early: ``None`` (it ran to the end), ``"interrupted"``
+            (Ctrl-C: the state of the last log point reached), or ``"callback"`` (a callback
+            such as `nnrs_jax.callbacks.EarlyStopping` asked to stop).
+
+    ``params``, ``opt_state``, ``state`` and ``step`` read the train state's fields.
+    """
+
+    train_state: TrainState
+    history: dict[str, np.ndarray]
+    stopped: str | None = None
+
+    @property
+    def params(self) -> Params:
+        return self.train_state.params
+
+    @property
+    def opt_state(self) -> OptState:
+        return self.train_state.opt_state
+
+    @property
+    def state(self) -> State:
+        return self.train_state.state
+
+    @property
+    def step(self) -> int:
+        return int(self.train_state.step)
