@@ -24,6 +24,7 @@ FLOAT32_MODULES = frozenset(
         "test_combinators.py",
         "test_data_checks.py",
         "test_dropout.py",
+        "test_fit.py",
         "test_layers.py",
         "test_losses.py",
         "test_metrics.py",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -210,3 +212,51 @@ def test_ci_runs_exactly_the_readme_test_command():
     both = ("pytest -n auto --maxprocesses 4 &&", "pytest -n auto --maxprocesses 4 --float32")
     for step in ("ruff check .", "ruff format --check .", *both):
         assert step in commands[0]
+
+
+def test_ctrl_c_saves_says_one_line_exits_130_and_the_same_command_resumes(needs_mnist, tmp_path):
+    """SIGINT once the first backup is written; the rerun finishes like a straight run."""
+    backup, npz = tmp_path / "backup", tmp_path / "model.npz"
+    args = ["train", "--arch", "784-32-10", "--epochs", "12", "--batch-size", "1000",
+            "--no-progress", "--backup-dir", str(backup), "--save", str(npz)]  # fmt: skip
+    env = {**os.environ, "NNRS_JAX_CACHE": str(tmp_path / "jit")}
+    process = subprocess.Popen([*SCRIPT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not (backup / "backup.npz").exists() and process.poll() is None:
+            assert time.monotonic() < deadline, "no backup was written"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    last = out.strip().splitlines()[-1]
+    step = int(re.match(r"interrupted at step (\d+); saved the backup in ", last).group(1))
+    assert 0 < step < 12 * 60 and step % 60 == 0
+    assert f"and the model in {npz}" in last
+    assert (backup / "backup.npz").is_file() and npz.is_file()
+    resumed = run(*args, tmp_path=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not backup.exists()
+    straight = run(*args[:-4], tmp_path=tmp_path)
+    assert straight.returncode == 0, straight.stderr
+    tail = [line for line in resumed.stdout.splitlines() if line.startswith("Epoch 12:")]
+    assert tail and tail == [line for line in straight.stdout.splitlines()
+                             if line.startswith("Epoch 12:")]  # fmt: skip
+    assert ACCURACY.search(resumed.stdout).group(1) == ACCURACY.search(straight.stdout).group(1)
+
+
+def test_validation_split_and_early_stopping_flags(needs_mnist, tmp_path):
+    done = run("train", "--arch", "784-32-10", "--epochs", "2", "--batch-size", "1000",
+               "--validation-split", "0.1", "--early-stopping", "3", "--no-progress",
+               tmp_path=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"Epoch 2: loss = [\d.]+, train accuracy = [\d.]+%, validation loss = "
+                     r"[\d.]+, validation accuracy = [\d.]+%", done.stdout)  # fmt: skip
+    lonely = run("train", "--early-stopping", "3", "--epochs", "1", tmp_path=tmp_path)
+    assert lonely.returncode == 2 and "add --validation-split" in lonely.stderr
+    bad = run("train", "--validation-split", "1.5", tmp_path=tmp_path)
+    assert bad.returncode == 2 and "fraction in (0, 1)" in bad.stderr
