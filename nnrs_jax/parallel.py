@@ -231,7 +231,7 @@ def check_divisible(caller: str, what: str, count: int, mesh: Mesh) -> None:
         where = (
             f"the {blocks} devices of the mesh"
             if blocks == mesh.devices.size
-            else f"the {blocks} devices of the mesh's {DATA_AXIS!r} axis"
+            else f"{blocks}, the size of the mesh's {DATA_AXIS!r} axis"
         )
         raise ValueError(
             f"{caller}: {what} {count} is not divisible by {where}; use a multiple of {blocks}"

@@ -295,21 +295,25 @@ def meshes(out: str) -> None:
     # Arrays the user placed on the Explicit mesh are taken as they are.
     x, y = data()
     rows, whole = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
-    start = MODEL.init(jax.random.key(3))
+
+    def start():  # fresh each time: every step donates the parameters it is given
+        return MODEL.init(jax.random.key(3))
+
     plain = nj.fit(MODEL, nj.cross_entropy, nj.adam(1e-2), x, y, key=jax.random.key(0),
-                   steps=5, progress=False, params=start)  # fmt: skip
+                   steps=5, progress=False, params=start())  # fmt: skip
     placed = nj.fit(MODEL, nj.cross_entropy, nj.adam(1e-2), jax.device_put(x, rows),
                     jax.device_put(y, rows), key=jax.random.key(0), steps=5, progress=False,
-                    params=jax.device_put(start, whole), mesh=mesh)  # fmt: skip
+                    params=jax.device_put(start(), whole), mesh=mesh)  # fmt: skip
     result["placed/fit"] = max_diff(plain.params, placed.params)
     opt = nj.sgd(0.1)
     step = nj.make_train_step(MODEL, nj.cross_entropy, opt, mesh=mesh)
     xb, yb = (nj.parallel.shard_batch(a[:64], mesh) for a in (x, y))
     result["placed/shard_batch"] = [t.name for t in xb.sharding.mesh.axis_types]
-    params, state = jax.device_put((start, opt.init(start)), whole)
-    stepped = step(params, state, xb, yb)[0]
-    alone = nj.make_train_step(MODEL, nj.cross_entropy, opt)  # donates start: the last use
-    result["placed/step"] = max_diff(alone(start, opt.init(start), x[:64], y[:64])[0], stepped)
+    params = jax.device_put(start(), whole)
+    stepped = step(params, opt.init(params), xb, yb)[0]
+    alone = nj.make_train_step(MODEL, nj.cross_entropy, opt)
+    params = start()
+    result["placed/step"] = max_diff(alone(params, opt.init(params), x[:64], y[:64])[0], stepped)
     for name in ("make/4", "data_model"):
         in_context(result, f"set_mesh/{name}", built[name], one)
     with open(out, "w") as f:
@@ -333,12 +337,13 @@ def process_meshes(out: str, coordinator: str, count: int, index: int) -> None:
         return multihost_utils.process_allgather(tree, tiled=True)
 
     for name, mesh in built.items():
-        rows = parallel.process_rows(parallel.check_mesh("t", mesh), BATCH)
+        rows = parallel.process_rows(mesh, BATCH)
         result[f"{name}/rows"] = [rows.start, rows.stop]
         run = on_mesh(result, name, mesh, one, gather)
         result[f"{name}/params"] = [float(np.sum(a, dtype=np.float64)) for a in leaves(run)]
-    try:
+    try:  # every process's rows would land on the other's devices too
         train(built["model_data"], epochs=1, batch_size=BATCH, local_data=True)
+        result["local_data/shared"] = "trained"
     except ValueError as error:
         result["local_data/shared"] = str(error)
     with open(f"{out}.{index}", "w") as f:
