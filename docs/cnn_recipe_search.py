@@ -53,6 +53,7 @@ class Candidate(NamedTuple):
     lr: float = 2e-3
     epochs: int = 8
     batch_size: int = 128
+    augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None
 
 
 def wide_dropout() -> nj.Layer:
@@ -85,6 +86,15 @@ CANDIDATES: tuple[Candidate, ...] = (
     Candidate("batch_norm_e6", batch_norm, epochs=6),
     Candidate("batch_norm_lr1e-3_e8", batch_norm, lr=1e-3),
     Candidate("batch_norm_e10", batch_norm, epochs=10),
+    # With in-graph augmentation (nj.augment), on every training batch:
+    Candidate("wide_shift1_e10", wide_dropout, epochs=10, augment=nj.augment.random_shift(1)),
+    Candidate("wide_shift2_e10", wide_dropout, epochs=10, augment=nj.augment.random_shift(2)),
+    Candidate("wide_shift2_rot10_e10", wide_dropout, epochs=10,
+              augment=nj.augment.chain(nj.augment.random_shift(2),
+                                       nj.augment.random_rotation(10.0))),  # fmt: skip
+    Candidate("wide_shift2_e9", wide_dropout, epochs=9, augment=nj.augment.random_shift(2)),
+    Candidate("wide_shift2_lr3e-3_e10", wide_dropout, lr=3e-3, epochs=10,
+              augment=nj.augment.random_shift(2)),  # fmt: skip
 )
 
 
@@ -96,7 +106,7 @@ def run(candidate: Candidate, seed: int, data) -> str:
     wall, cpu = time.perf_counter(), time.process_time()
     result = nj.fit(model, nj.cross_entropy, optimizer, x, y, key=jax.random.key(seed),
                     epochs=candidate.epochs, batch_size=candidate.batch_size,
-                    progress=False)  # fmt: skip
+                    augment=candidate.augment, progress=False)  # fmt: skip
     jax.block_until_ready(result.params)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     accuracy = nj.evaluate(model, result.params, xt, yt, state=result.state).accuracy

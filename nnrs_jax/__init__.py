@@ -4,7 +4,7 @@ Layers are ``(init, apply, backward)`` NamedTuples, parameters and optimizer sta
 and training is one jit-compiled step. See the README for a tour.
 """
 
-from nnrs_jax import datasets, initializers, parallel, recipes, schedules
+from nnrs_jax import augment, datasets, initializers, parallel, recipes, schedules
 from nnrs_jax.cache import enable_compilation_cache
 from nnrs_jax.checkpoint import Checkpoint, load, load_csv, load_meta, save, save_csv
 from nnrs_jax.layers import (
@@ -129,6 +129,7 @@ __all__ = [
     "adamw",
     "add_decayed_weights",
     "apply_updates",
+    "augment",
     "avg_pool",
     "backward",
     "batch_norm",
