@@ -89,12 +89,20 @@ CANDIDATES: tuple[Candidate, ...] = (
     # With in-graph augmentation (nj.augment), on every training batch:
     Candidate("wide_shift1_e10", wide_dropout, epochs=10, augment=nj.augment.random_shift(1)),
     Candidate("wide_shift2_e10", wide_dropout, epochs=10, augment=nj.augment.random_shift(2)),
-    Candidate("wide_shift2_rot10_e10", wide_dropout, epochs=10,
-              augment=nj.augment.chain(nj.augment.random_shift(2),
-                                       nj.augment.random_rotation(10.0))),  # fmt: skip
+    Candidate(
+        "wide_shift2_rot10_e10",
+        wide_dropout,
+        epochs=10,
+        augment=nj.augment.chain(nj.augment.random_shift(2), nj.augment.random_rotation(10.0)),
+    ),
     Candidate("wide_shift2_e9", wide_dropout, epochs=9, augment=nj.augment.random_shift(2)),
-    Candidate("wide_shift2_lr3e-3_e10", wide_dropout, lr=3e-3, epochs=10,
-              augment=nj.augment.random_shift(2)),  # fmt: skip
+    Candidate(
+        "wide_shift2_lr3e-3_e10",
+        wide_dropout,
+        lr=3e-3,
+        epochs=10,
+        augment=nj.augment.random_shift(2),
+    ),
 )
 
 
