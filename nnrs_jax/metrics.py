@@ -17,7 +17,16 @@ from nnrs_jax._validate import check_float, check_int
 from nnrs_jax.data_checks import Task, check_data
 from nnrs_jax.layers.base import Layer, Params, State, forward, has_state
 from nnrs_jax.losses import Loss, cross_entropy
-from nnrs_jax.parallel import assemble, check_mesh, process_rows, replicate, replicated, split
+from nnrs_jax.parallel import (
+    assemble,
+    check_mesh,
+    data_size,
+    process_rows,
+    replicate,
+    replicated,
+    scope,
+    split,
+)
 
 __all__ = ["Metric", "RegressionReport", "Report", "confusion_matrix", "evaluate"]
 
@@ -277,10 +286,11 @@ def evaluate(
             small (10 000 MNIST digits at once through `nnrs_jax.recipes.cnn` take 3 GB).
         zero_division: value of a precision/recall/F1 whose denominator is 0.
         state: the model state (`FitResult.state`); needed when the model has one.
-        mesh: a `jax.sharding.Mesh` with one axis ``"data"`` (`nnrs_jax.parallel.data_mesh`):
-            each batch is split over its devices, params and state replicated. The batch size
-            is rounded up to a multiple of the device count (the padding is ignored). In a
-            multi-process run every process passes the whole ``(x, y)`` and gets the report.
+        mesh: a `jax.sharding.Mesh` with a ``"data"`` axis (`nnrs_jax.parallel.data_mesh`,
+            ``jax.make_mesh``): each batch is split over that axis, params and state
+            replicated. The batch size is rounded up to a multiple of the axis's size (the
+            padding is ignored). In a multi-process run every process passes the whole
+            ``(x, y)`` and gets the report.
         metrics: ``{name: fn(outputs, targets) -> scalar}``, each the mean of a per-example
             quantity over its batch, as a loss is. ``targets`` are what the loss gets: int32
             labels ``(batch,)`` for classification, ``(batch, k)`` floats for regression. Each
@@ -305,6 +315,8 @@ def evaluate(
     batch_size = check_int("evaluate", "batch_size", batch_size, low=1)
     zero_division = check_float("evaluate", "zero_division", zero_division)
     pairs = _check_metrics(metrics)
+    if mesh is not None:
+        mesh = check_mesh("evaluate", mesh)
     if state is None:
         if has_state(model):
             raise ValueError(
@@ -319,28 +331,30 @@ def evaluate(
     size = min(batch_size, x.shape[0])
     sums_fn, place = _batch_sums, None
     if mesh is not None:
-        mesh = check_mesh("evaluate", mesh)
-        size = -(-size // mesh.devices.size) * mesh.devices.size
-        params, state = replicate((params, state), mesh)
+        blocks = data_size(mesh)
+        size = -(-size // blocks) * blocks
         sums_fn, rows = _mesh_batch_sums(mesh), process_rows(mesh, size)
 
         def place(a: np.ndarray) -> jax.Array:
             return assemble(a[rows], split(mesh), a.shape)
 
     batches, counts = [], []
-    for start in range(0, x.shape[0], size):
-        xb, yb = x[start : start + size], y[start : start + size]
-        n = xb.shape[0]
-        if n < size:
-            xb = np.concatenate([xb, np.zeros((size - n, *x.shape[1:]), x.dtype)])
-            yb = np.concatenate([yb, np.zeros((size - n, *y.shape[1:]), y.dtype)])
-        if place is not None:
-            xb, yb = place(xb), place(yb)
-        args = (params, state, xb, yb, np.asarray(n, np.int32))
-        batches.append(sums_fn(model, loss, task, pairs, *args))
-        counts.append(n)
-    # One read-back at the end: the batches are dispatched without waiting for each other.
-    batches = jax.device_get(batches)
+    with scope(mesh):
+        if mesh is not None:
+            params, state = replicate((params, state), mesh)
+        for start in range(0, x.shape[0], size):
+            xb, yb = x[start : start + size], y[start : start + size]
+            n = xb.shape[0]
+            if n < size:
+                xb = np.concatenate([xb, np.zeros((size - n, *x.shape[1:]), x.dtype)])
+                yb = np.concatenate([yb, np.zeros((size - n, *y.shape[1:]), y.dtype)])
+            if place is not None:
+                xb, yb = place(xb), place(yb)
+            args = (params, state, xb, yb, np.asarray(n, np.int32))
+            batches.append(sums_fn(model, loss, task, pairs, *args))
+            counts.append(n)
+        # One read-back at the end: the batches are dispatched without waiting for each other.
+        batches = jax.device_get(batches)
     total = 0.0
     for b in batches:
         total += float(b["loss"])

@@ -303,8 +303,8 @@ def check_local_rows(caller: str, mesh: Mesh) -> None:
     silently drift apart.
     """
     along = np.moveaxis(mesh.devices, mesh.axis_names.index(DATA_AXIS), 0)
-    for position, block in enumerate(along):
-        owners = sorted({d.process_index for d in block.flat})
+    for position, block in enumerate(along.reshape(along.shape[0], -1)):
+        owners = sorted({d.process_index for d in block})
         if len(owners) > 1:
             raise ValueError(
                 f"{caller}: local_data=True needs each position of the mesh's {DATA_AXIS!r} "

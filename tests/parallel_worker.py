@@ -292,6 +292,7 @@ def meshes(out: str) -> None:
     again = jax.make_mesh((4,), ("data",))  # equal to mesh, built anew
     result["same_mesh"] = parallel.check_mesh("t", again) is parallel.check_mesh("t", mesh)
     result["compiles_again"] = compiles(lambda: train(again, **MODES["epochs"]))
+    result["compiles_counted"] = compiles(lambda: jax.jit(lambda a: a * 3)(np.ones(3)))
     # Arrays the user placed on the Explicit mesh are taken as they are.
     x, y = data()
     rows, whole = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())

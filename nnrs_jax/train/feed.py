@@ -75,21 +75,24 @@ class Feed:
 
     def __init__(self, mesh: Mesh, x: np.ndarray, y: np.ndarray, local_data: bool) -> None:
         self.mesh, self.x, self.y, self.local_data = mesh, x, y, local_data
-        devices = mesh.devices.size
-        own = parallel.process_rows(mesh, devices)
-        self.own = own.stop - own.start  # this process's devices
-        self.rows = x.shape[0] * devices // self.own if local_data else x.shape[0]
+        blocks = parallel.data_size(mesh)  # a batch's blocks: the positions along "data"
+        own = parallel.process_rows(mesh, blocks)
+        self.own = own.stop - own.start  # the blocks this process holds
+        self.rows = x.shape[0] * blocks // self.own if local_data else x.shape[0]
         if local_data:
+            parallel.check_local_rows("fit", mesh)
             if x.shape[0] % self.own:
                 raise ValueError(
                     f"fit: with local_data=True, the {x.shape[0]} examples of this process "
-                    f"must be divisible by its {self.own} devices"
+                    f"must be divisible by the {self.own} positions of the mesh's 'data' axis "
+                    "on its devices"
                 )
             per_device = multihost_utils.process_allgather(np.int64(x.shape[0] // self.own))
             if len(set(np.ravel(per_device).tolist())) != 1:
                 raise ValueError(
                     "fit: with local_data=True every process must hold the same number of "
-                    f"examples per device, got {np.ravel(per_device).tolist()}"
+                    "examples per position of the mesh's 'data' axis, got "
+                    f"{np.ravel(per_device).tolist()}"
                 )
         self.order = np.arange(0)
 

@@ -112,9 +112,10 @@ def fit(
     and puts it on its own devices. In a multi-process run every process makes the same call
     (after `nnrs_jax.parallel.initialize`), holding the whole dataset; only process 0 draws the
     progress bar. With ``local_data=True``, ``x``/``y`` are instead this process's own share of
-    the examples (the same number per device on every process): each process shuffles its
-    share with the same key, and every batch takes ``batch_size × (its devices / all
-    devices)`` rows from each process.
+    the examples (the same number per position of ``"data"`` on every process, and each
+    position on one process's devices): each process shuffles its share with the same key,
+    and every batch takes ``batch_size × (its positions / all positions)`` rows from each
+    process.
 
     Args:
         model, loss, optimizer: what to train.
@@ -182,15 +183,16 @@ def fit(
                                      batch_size=eval_batch_size, mesh=mesh)  # fmt: skip
             return report.scalars()
 
-    if mesh is None:
-        data: OnDevice | Feed = OnDevice(jax.device_put(x), jax.device_put(y))
-    else:
-        data = Feed(mesh, x, y, local_data)
-        if batch_size is None:
-            data = OnDevice(*data.whole())
-    if batch_size is None and grads == "manual" and augment is None:
-        data = data._replace(x=model.prepare(data.x))
-    return run_loop(body, ts, data, settings, evaluate, Layout(mesh), (), callbacks)
+    with parallel.scope(mesh):
+        if mesh is None:
+            data: OnDevice | Feed = OnDevice(jax.device_put(x), jax.device_put(y))
+        else:
+            data = Feed(mesh, x, y, local_data)
+            if batch_size is None:
+                data = OnDevice(*data.whole())
+        if batch_size is None and grads == "manual" and augment is None:
+            data = data._replace(x=model.prepare(data.x))
+        return run_loop(body, ts, data, settings, evaluate, Layout(mesh), (), callbacks)
 
 
 def _check_callbacks(caller: str, callbacks: Any) -> tuple[Callback, ...]:

@@ -247,10 +247,13 @@ def _mesh_step(body: Body, mesh: Mesh, with_state: bool) -> Callable[..., tuple]
     paced, calls = parallel.paced(mesh), [0]
 
     def run(params, state, opt_state, x, y, key):
-        x = parallel.shard("make_train_step", x, mesh)
-        y = parallel.shard("make_train_step", y, mesh)
-        params, state, opt_state, key = parallel.replicate((params, state, opt_state, key), mesh)
-        out = compiled(params, state, opt_state, x, y, key)
+        with parallel.scope(mesh):
+            x = parallel.shard("make_train_step", x, mesh)
+            y = parallel.shard("make_train_step", y, mesh)
+            params, state, opt_state, key = parallel.replicate(
+                (params, state, opt_state, key), mesh
+            )
+            out = compiled(params, state, opt_state, x, y, key)
         calls[0] += 1
         if paced and calls[0] % parallel.MAX_AHEAD == 0:
             jax.block_until_ready(out)

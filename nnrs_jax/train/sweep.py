@@ -153,10 +153,11 @@ def fit_many(
     x, y = check_data(caller, model, *first, x, y, loss)[:2]
     x, y = jax.device_put(x), jax.device_put(y)
     layout = Layout(mesh, models=True)
-    if mesh is not None:
-        x, y = parallel.replicate((x, y), mesh)
-        hyper = parallel.distribute(hyper, parallel.split(mesh))
-    if batch_size is None and grads == "manual":
-        x = model.prepare(x)
-    ts = TrainState(params, state, opt_state, jnp.asarray(0, jnp.int32), jnp.copy(key))
-    return run_loop(body, ts, OnDevice(x, y), settings, None, layout, hyper)
+    with parallel.scope(mesh):
+        if mesh is not None:
+            x, y = parallel.replicate((x, y), mesh)
+            hyper = parallel.distribute(hyper, parallel.split(mesh))
+        if batch_size is None and grads == "manual":
+            x = model.prepare(x)
+        ts = TrainState(params, state, opt_state, jnp.asarray(0, jnp.int32), jnp.copy(key))
+        return run_loop(body, ts, OnDevice(x, y), settings, None, layout, hyper)
