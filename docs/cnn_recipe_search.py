@@ -54,11 +54,23 @@ class Candidate(NamedTuple):
     epochs: int = 8
     batch_size: int = 128
     augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+    ema: float | None = None
+    """Evaluate an exponential moving average of the params with this decay (`nj.ema`)."""
 
 
 def wide_dropout() -> nj.Layer:
     """`with_dropout` with a 256-unit hidden dense layer: the recipe, ``nj.recipes.cnn``."""
     return nj.recipes.cnn()
+
+
+def light_dropout() -> nj.Layer:
+    """`wide_dropout` with lighter dropout (0.1 and 0.25), for use with augmentation."""
+    return nj.serial(
+        nj.conv2d(1, 32, 3), nj.relu(), nj.max_pool(2),
+        nj.conv2d(32, 64, 3), nj.relu(), nj.max_pool(2),
+        nj.flatten(), nj.dropout(0.1), nj.dense(1600, 256), nj.relu(), nj.dropout(0.25),
+        nj.dense(256, 10),
+    )  # fmt: skip
 
 
 def batch_norm() -> nj.Layer:
@@ -95,6 +107,11 @@ CANDIDATES: tuple[Candidate, ...] = (
         epochs=10,
         augment=nj.augment.chain(nj.augment.random_shift(2), nj.augment.random_rotation(10.0)),
     ),
+    Candidate("light_shift2_e10", light_dropout, epochs=10, augment=nj.augment.random_shift(2)),
+    Candidate("wide_shift2_ema_e10", wide_dropout, epochs=10, augment=nj.augment.random_shift(2),
+              ema=0.999),
+    Candidate("wide_shift2_b64_e10", wide_dropout, epochs=10, batch_size=64,
+              augment=nj.augment.random_shift(2)),
     Candidate("wide_shift2_e9", wide_dropout, epochs=9, augment=nj.augment.random_shift(2)),
     Candidate(
         "wide_shift2_lr3e-3_e10",
@@ -111,13 +128,16 @@ def run(candidate: Candidate, seed: int, data) -> str:
     model = candidate.model()
     steps = candidate.epochs * (x.shape[0] // candidate.batch_size)
     optimizer = nj.adam(nj.schedules.cosine_decay(candidate.lr, steps))
+    if candidate.ema is not None:
+        optimizer = nj.ema(optimizer, candidate.ema)
     wall, cpu = time.perf_counter(), time.process_time()
     result = nj.fit(model, nj.cross_entropy, optimizer, x, y, key=jax.random.key(seed),
                     epochs=candidate.epochs, batch_size=candidate.batch_size,
                     augment=candidate.augment, progress=False)  # fmt: skip
     jax.block_until_ready(result.params)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    accuracy = nj.evaluate(model, result.params, xt, yt, state=result.state).accuracy
+    params = result.params if candidate.ema is None else nj.ema_params(result.opt_state)
+    accuracy = nj.evaluate(model, params, xt, yt, state=result.state).accuracy
     load = os.getloadavg()[0]
     return (f"| {candidate.name} | {seed} | {candidate.epochs} | {candidate.lr:g} | "
             f"{100 * accuracy:.2f} | {wall:.0f} | {cpu:.0f} | {load:.1f} |")  # fmt: skip

@@ -21,6 +21,7 @@ import pytest
 
 FLOAT32_MODULES = frozenset(
     {
+        "test_augment.py",
         "test_combinators.py",
         "test_data_checks.py",
         "test_dropout.py",
