@@ -113,9 +113,9 @@ def test_train_writes_plot_and_history(mnist_train, mnist_test, tmp_path, capsys
     assert lines[0] == "step,loss,accuracy" and len(lines) == 13
     rows = np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
     np.testing.assert_array_equal(rows[:, 0], np.arange(12))
-    # the CSV holds what the run printed: "Iteration 10: loss = ..., accuracy = ...%"
+    # the CSV holds what the run printed: "Iteration 10: loss = ..., train accuracy = ...%"
     printed = out.split("Iteration 10: loss = ")[1].split("\n")[0]
-    loss, accuracy = printed.split(", accuracy = ")
+    loss, accuracy = printed.split(", train accuracy = ")
     assert rows[10, 1] == pytest.approx(float(loss), abs=1e-6)
     assert 100 * rows[10, 2] == pytest.approx(float(accuracy.rstrip("%")), abs=0.005)
     assert rows[-1, 1] < rows[0, 1]

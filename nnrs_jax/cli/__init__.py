@@ -1,0 +1,46 @@
+"""Command line: ``nnrs-jax train | evaluate | reproduce | rank`` (also ``python -m nnrs_jax``).
+
+A thin layer over `fit`, `evaluate`, `save` and `load`: each flag names one argument of those
+functions. With no arguments, ``nnrs-jax`` trains the default recipe and prints the report.
+
+* `specs` — the model and optimizer specs a checkpoint records; `build_model`, `build_optimizer`.
+* `parser` — the subcommands, their flags and the flag types.
+* `train` — ``train`` and ``evaluate``; `reproduce` — the seed's table; `rank` — ``rank``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from nnrs_jax.cli.parser import build_parser
+from nnrs_jax.cli.rank import rank_command
+from nnrs_jax.cli.reproduce import reproduce_command
+from nnrs_jax.cli.specs import DEFAULT_RECIPE, build_model, build_optimizer
+from nnrs_jax.cli.train import evaluate_command, train_command
+
+__all__ = ["DEFAULT_RECIPE", "build_model", "build_optimizer", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nnrs-jax`` console script; returns the exit code."""
+    parser, commands = build_parser(__doc__.split("\n")[0])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv or ["train"])
+    if args.command is None:
+        parser.error("choose a command: train, evaluate, reproduce or rank")
+    handlers = {
+        "train": train_command,
+        "evaluate": evaluate_command,
+        "reproduce": reproduce_command,
+        "rank": rank_command,
+    }
+    handler = handlers[args.command]
+    try:
+        return handler(args, commands[args.command])
+    except KeyboardInterrupt:  # outside fit's log points: loading data, compiling, a report
+        print(f"nnrs-jax {args.command}: interrupted", file=sys.stderr, flush=True)
+        return 130
+    except (FileNotFoundError, ValueError) as error:
+        print(f"nnrs-jax {args.command}: error: {error}", file=sys.stderr)
+        return 1

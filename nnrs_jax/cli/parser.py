@@ -1,0 +1,241 @@
+"""The argparse parser of ``nnrs-jax``: every subcommand, its flags, and the flag types.
+
+Flag types validate while parsing, so a bad value exits with status 2 and the usage line before
+any data is loaded or any JAX code runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+import nnrs_jax as nj
+from nnrs_jax import ranking
+from nnrs_jax._validate import check_float
+from nnrs_jax.cli.specs import (
+    ACTIVATIONS,
+    DEFAULT_RECIPE,
+    LOSSES,
+    MODELS,
+    OPTIMIZERS,
+    SCHEDULES,
+    parse_arch,
+    parse_regularizer,
+)
+
+TOLERANCE = 1.5
+
+RANK_HELP = f"""Rank the optimizers or the activations on MNIST and test the seed's claimed order:
+  optimizers:  {ranking.OPTIMIZER_CLAIM}
+               (784-16-10 ELU, He init; GD full batch, the others mini-batch)
+  activations: {ranking.ACTIVATION_CLAIM}
+               (784-16-10, Adam; LeCun init for SELU, He for the others)
+
+{textwrap.fill("Protocol: " + ranking.describe(ranking.FULL), 92)}
+
+Prints a table variant | lr | test % mean ± sd | rank, then for each adjacent pair of the
+claim whether it holds, is reversed or is not distinguishable, then a one-line summary.
+The full run takes a few minutes on a 2-core CPU (most of it the full-batch GD runs)."""
+
+
+def _regularizer_flag(text: str) -> str:
+    """Validate ``--regularizer`` while parsing; keep the text, which goes into saved metadata."""
+    parse_regularizer(text)
+    return text
+
+
+def _positive_float(text: str) -> float:
+    """A number > 0 (``--lr``, ``--clip``)."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    """A finite number >= 0 (``--weight-decay``)."""
+    try:
+        return check_float("train", "--weight-decay", float(text), low=0.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}") from None
+
+
+def _decay(text: str) -> float:
+    """A moving-average decay in [0, 1) (``--ema``)."""
+    try:
+        return check_float("train", "--ema", float(text), low=0.0, high=1.0, high_open=True)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must satisfy 0 <= DECAY < 1, got {text}") from None
+
+
+def _fraction(text: str) -> float:
+    """A fraction in (0, 1) (``--validation-split``)."""
+    value = _positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """A whole number >= 1 (epochs, batch sizes, patience, counts)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _at_least_two(text: str) -> int:
+    """A whole number >= 2 (``rank --seeds``: a standard deviation needs two)."""
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be >= 2 (a standard deviation), got {text}")
+    return value
+
+
+def _tolerance(text: str) -> float:
+    """A finite number of accuracy points >= 0 (``reproduce --tolerance``)."""
+    try:
+        return check_float("reproduce", "--tolerance", float(text), low=0.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--tolerance must be a finite number of points >= 0, got {text!r}"
+        ) from None
+
+
+def require_matplotlib(parser: argparse.ArgumentParser) -> None:
+    """Fail before any training when --plot cannot be honoured."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        parser.error("--plot needs matplotlib: pip install 'nnrs-jax[notebooks]'")
+
+
+def _data_flags(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir`` and ``--no-verify``, which every subcommand that reads MNIST takes."""
+    parser.add_argument("--data-dir", help="folder holding the MNIST idx files (else the "
+                        "NNRS_JAX_DATA variable, data/, ~/.cache/nnrs_jax)")  # fmt: skip
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip the MNIST checksums: any MNIST-format idx folder "
+                        "(e.g. Fashion-MNIST)")  # fmt: skip
+
+
+def build_parser(
+    description: str,
+) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``nnrs-jax`` parser and its subcommand parsers by name (for their ``error``)."""
+    parser = argparse.ArgumentParser(prog="nnrs-jax", description=description)
+    commands = parser.add_subparsers(dest="command")
+    d = DEFAULT_RECIPE
+
+    train = commands.add_parser("train", help="train on MNIST and print the test report")
+    train.add_argument("--model", default="mlp", choices=MODELS,
+                       help="mlp: dense layers from --arch (default recipe: 784-1024-512-10); "
+                       "cnn: the CNN recipe (nj.recipes.cnn, docs/cnn_recipe.md), "
+                       f"{nj.recipes.CNN.epochs} epochs of "
+                       f"{nj.recipes.CNN.batch_size}")  # fmt: skip
+    train.add_argument("--arch", default=d["arch"], type=parse_arch, help="e.g. 784-64-32-16-10")
+    train.add_argument("--activation", default=d["activation"], choices=sorted(ACTIVATIONS))
+    train.add_argument("--init", default=d["init"], choices=["he", "lecun", "glorot"])
+    train.add_argument("--regularizer", default=d["regularizer"], type=_regularizer_flag,
+                       help="none | l1:LAM | l2:LAM | elastic_net:L1,L2")  # fmt: skip
+    train.add_argument("--loss", default=d["loss"], choices=sorted(LOSSES))
+    train.add_argument("--optimizer", default=d["optimizer"], choices=sorted(OPTIMIZERS))
+    train.add_argument(
+        "--lr",
+        type=_positive_float,
+        help=f"learning rate (default {d['lr']:g}; cnn {nj.recipes.CNN.lr:g})",
+    )
+    train.add_argument(
+        "--clip",
+        type=_positive_float,
+        metavar="MAX_NORM",
+        help="clip each gradient to this global norm",
+    )
+    train.add_argument(
+        "--weight-decay",
+        type=_non_negative_float,
+        metavar="RATE",
+        help="decoupled weight decay on the weights (with --optimizer adamw; default 1e-4)",
+    )
+    train.add_argument(
+        "--ema",
+        type=_decay,
+        metavar="DECAY",
+        help="keep an exponential moving average of the params (e.g. 0.999) and evaluate with it",
+    )
+    train.add_argument(
+        "--accumulate",
+        type=_positive_int,
+        metavar="K",
+        help="update once every K mini-batches with their mean gradient",
+    )
+    train.add_argument("--schedule", default=None, choices=SCHEDULES,
+                       help=f"learning-rate schedule (default: {d['schedule']} for epochs, "
+                       "constant for --steps)")  # fmt: skip
+    mode = train.add_mutually_exclusive_group()
+    mode.add_argument("--steps", type=int, help="full-batch gradient steps (the seed's mode)")
+    mode.add_argument("--epochs", type=_positive_int, help=f"mini-batch epochs ({d['epochs']})")
+    train.add_argument("--batch-size", type=_positive_int,
+                       help=f"mini-batch size ({d['batch_size']})")  # fmt: skip
+    train.add_argument("--seed", default=d["seed"], type=int,
+                       help="random seed: init, shuffles, dropout and augmentation")  # fmt: skip
+    train.add_argument("--validation-split", type=_fraction, metavar="FRACTION",
+                       help="hold the last FRACTION of the training set out and evaluate it "
+                       "at every log point")  # fmt: skip
+    train.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
+                       help="with --validation-split: stop when the validation loss has not "
+                       "improved for PATIENCE log points, and keep the best params")  # fmt: skip
+    train.add_argument("--backup-dir", metavar="DIR",
+                       help="back the run up in DIR at every log point; rerun the same "
+                       "command to resume an interrupted run (removed at the end)")  # fmt: skip
+    _data_flags(train)
+    train.add_argument("--save", help="write the trained model to this .npz file")
+    train.add_argument("--save-csv", help="write the weights in the seed's CSV format here")
+    train.add_argument("--log-every", default=10, type=_positive_int, metavar="N",
+                       help="full batch: read the metrics back every N steps (10)")  # fmt: skip
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument("--plot", metavar="PATH",
+                       help="write the loss and accuracy curves as a PNG")  # fmt: skip
+    train.add_argument("--history", metavar="PATH",
+                       help="write the per-step or per-epoch history as CSV")  # fmt: skip
+    scale = train.add_argument_group(
+        "several processes", "train data parallel over every process's devices (jax.distributed); "
+        "run the same command on each process; process 0 prints and writes the files")  # fmt: skip
+    scale.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="address of process 0 (else JAX_COORDINATOR_ADDRESS)")  # fmt: skip
+    scale.add_argument("--num-processes", type=_positive_int, metavar="N")
+    scale.add_argument("--process-id", type=int, metavar="I", help="this process, 0 to N-1")
+    scale.add_argument("--distributed", action="store_true",
+                       help="join a run described by the environment: JAX_COORDINATOR_ADDRESS "
+                       "and the cluster JAX detects (Slurm, Open MPI, Kubernetes)")  # fmt: skip
+
+    evaluate = commands.add_parser("evaluate", help="print the test report of a saved model")
+    evaluate.add_argument("--load", required=True, help="a .npz written by train --save")
+    _data_flags(evaluate)
+
+    reproduce = commands.add_parser("reproduce", help="rerun the seed's published MNIST table")
+    reproduce.add_argument("--rows", help="row numbers, e.g. 1 or 2,4 or 1-3 (default: all)")
+    reproduce.add_argument("--seeds", default=1, type=_positive_int,
+                           help="average each row over this many seeds")  # fmt: skip
+    reproduce.add_argument("--tolerance", default=TOLERANCE, type=_tolerance, metavar="POINTS",
+                           help="exit with status 1 if a row's accuracy is more than POINTS "
+                           f"below the seed's (default {TOLERANCE})")  # fmt: skip
+    _data_flags(reproduce)
+
+    rank = commands.add_parser(
+        "rank", help="rank the optimizers or activations on MNIST and test the seed's claim",
+        description=RANK_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    rank.add_argument("what", choices=["optimizers", "activations"])
+    full = ranking.FULL
+    rank.add_argument("--seeds", type=_at_least_two,
+                      help=f"seeds per variant at the chosen rate ({full.seeds})")  # fmt: skip
+    rank.add_argument("--steps", type=_positive_int,
+                      help=f"updates per run, a whole number of epochs ({full.steps})")  # fmt: skip
+    rank.add_argument("--quick", action="store_true",
+                      help="small settings for a smoke test: 2000 training images, 40 steps of "
+                      "batch 100, 3 seeds")  # fmt: skip
+    rank.add_argument("--plot", metavar="PATH",
+                      help="write mean curves (±1 sd bands) and accuracies as a PNG")  # fmt: skip
+    _data_flags(rank)
+    return parser, {"train": train, "evaluate": evaluate, "reproduce": reproduce, "rank": rank}
