@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from nnrs_jax.augment import random_shift
 from nnrs_jax.layers import (
     Layer,
     conv2d,
@@ -40,7 +41,10 @@ class Recipe(NamedTuple):
 
 
 MLP = Recipe(optimizer="adam", lr=2e-3, schedule="cosine", epochs=12, batch_size=256)
-CNN = Recipe(optimizer="adam", lr=2e-3, schedule="cosine", epochs=10, batch_size=128)
+CNN = Recipe(
+    optimizer="adam", lr=2e-3, schedule="cosine", epochs=10, batch_size=128,
+    augment=random_shift(1),
+)  # fmt: skip
 
 
 def mlp() -> Layer:
@@ -63,8 +67,9 @@ def cnn() -> Layer:
     ``conv3×3 1→32, ReLU, max-pool 2, conv3×3 32→64, ReLU, max-pool 2, flatten, dropout 0.25,
     dense 1600→256, ReLU, dropout 0.5, dense 256→10`` on NHWC input ``(batch, 28, 28, 1)``
     (``nj.datasets.mnist(split, flatten=False)``), output ``(batch, 10)`` logits. It needs a key
-    in training (dropout), which `nnrs_jax.fit` provides. With `CNN` it reaches ~99.35 % test
-    accuracy on MNIST in ~160 s on a 2-core CPU (``docs/cnn_recipe.md``).
+    in training (dropout), which `nnrs_jax.fit` provides. With `CNN` (random shifts of one pixel
+    on every batch) it reaches 99.56 % test accuracy on MNIST on average over three seeds, in
+    70–80 s on a 2-core CPU (``docs/cnn_recipe.md``).
 
     Example:
         >>> import nnrs_jax as nj

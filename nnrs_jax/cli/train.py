@@ -81,7 +81,13 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         )
     epochs = None if full_batch else args.epochs or recipe.epochs
     batch_size = None if full_batch else args.batch_size or recipe.batch_size
-    steps_per_epoch = 1 if full_batch else x.shape[0] // batch_size
+    # fit holds the last rows out (validation_split): the schedule spans the rows trained on
+    rows = (
+        x.shape[0]
+        if args.validation_split is None
+        else int(x.shape[0] * (1 - args.validation_split))
+    )
+    steps_per_epoch = 1 if full_batch else rows // batch_size
     total = args.steps if full_batch else epochs * steps_per_epoch
     schedule = args.schedule or ("constant" if full_batch else recipe.schedule)
     opt_spec = {
@@ -94,10 +100,12 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     mode = f"{args.steps} full-batch steps" if full_batch else f"{epochs} epochs of {batch_size}"
     extras = ", ".join(f"{k} {v:g}" for k, v in opt_spec.items()
                        if k in ("clip", "weight_decay", "ema", "accumulate") and v)  # fmt: skip
+    held = f" ({x.shape[0] - rows} held out for validation)" if rows < x.shape[0] else ""
+    augmented = "" if recipe.augment is None else f", augmented with {recipe.augment}"
     print(f"model: {model.name}")
     print(f"training: {args.loss}, {args.optimizer} lr {opt_spec['lr']:g} ({schedule}"
           f"{', ' + extras if extras else ''}), {mode}, seed {args.seed}, "
-          f"{x.shape[0]} examples")  # fmt: skip
+          f"{rows} examples{held}{augmented}")  # fmt: skip
     callbacks: list[nj.callbacks.Callback] = []
     if args.early_stopping is not None:
         callbacks.append(nj.callbacks.EarlyStopping("eval_loss", patience=args.early_stopping,
@@ -109,7 +117,7 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     result = nj.fit(
         model, LOSSES[args.loss], optimizer, x, y, key=jax.random.key(args.seed),
         steps=args.steps, epochs=epochs, batch_size=batch_size, callbacks=callbacks,
-        augment=recipe.augment if cnn else None, validation_split=args.validation_split,
+        augment=recipe.augment, validation_split=args.validation_split,
         log_every=args.log_every, progress=not args.no_progress, mesh=mesh,
     )  # fmt: skip
     jax.block_until_ready(result.params)
