@@ -79,6 +79,9 @@ def fit(
     ``metrics={name: fn(outputs, targets)}`` are computed on every batch and logged (means
     over the epoch). By default the metrics are ``accuracy`` when the targets are integer
     labels or the loss is a classification loss, and only the loss otherwise (regression).
+    The compiled epoch is cached on these hooks: `nnrs_jax.augment` values compare by their
+    settings, so ``random_shift(1)`` built anew reuses it, while a new ``lambda`` compiles
+    again.
 
     **On the host, at log points**: the evaluation data (``eval_data=(x, y)``, or the last
     ``validation_split`` fraction of ``(x, y)``, held out before any shuffling) go through
