@@ -87,3 +87,23 @@ def vjp_of_apply(apply, x, dy):
     """``(dparams, dx)`` of a parameterless ``apply((), x)`` by ``jax.vjp``, jitted."""
     _, pullback = jax.vjp(apply, (), x)
     return pullback(dy)
+
+
+def toy_classes(rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` points in 6-D and 3 classes read off two coordinates: a quick training set."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5).astype(np.int32)
+    return x, y
+
+
+def assert_trees_equal(a, b) -> None:
+    """Bit for bit, leaf by leaf; PRNG keys compared by their data."""
+
+    def host(leaf):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        return np.asarray(leaf)
+
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(host(u), host(v))

@@ -13,6 +13,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from helpers import assert_trees_equal, toy_classes
 
 import nnrs_jax as nj
 
@@ -21,10 +22,7 @@ WORKER = Path(__file__).with_name("backup_worker.py")
 
 @pytest.fixture
 def toy():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(160, 6)).astype(np.float32)
-    y = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5).astype(np.int32)
-    return x, y
+    return toy_classes(160)
 
 
 def model() -> nj.Layer:
@@ -34,16 +32,6 @@ def model() -> nj.Layer:
 def run(x, y, *, epochs=4, **kwargs) -> nj.FitResult:
     return nj.fit(model(), nj.cross_entropy, nj.adam(1e-2), x, y, key=jax.random.key(0),
                   epochs=epochs, batch_size=32, progress=False, **kwargs)  # fmt: skip
-
-
-def assert_trees_equal(a, b) -> None:
-    def host(leaf):
-        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            leaf = jax.random.key_data(leaf)
-        return np.asarray(leaf)
-
-    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(host(u), host(v))
 
 
 class Recorder(nj.callbacks.Callback):

@@ -11,32 +11,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_trees_equal, toy_classes
 
 import nnrs_jax as nj
 
 
 @pytest.fixture
 def toy():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(100, 6)).astype(np.float32)
-    y = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5).astype(np.int32)
-    return x, y
+    return toy_classes(100)
 
 
 def noisy() -> nj.Layer:
     return nj.serial(nj.dense(6, 16), nj.relu(), nj.batch_norm(16), nj.dropout(0.25),
                      nj.dense(16, 3))  # fmt: skip
-
-
-def host(leaf):
-    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-        leaf = jax.random.key_data(leaf)
-    return np.asarray(leaf)
-
-
-def assert_trees_equal(a, b) -> None:
-    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(host(u), host(v))
 
 
 def jitter(key: jax.Array, x: jax.Array) -> jax.Array:

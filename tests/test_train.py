@@ -8,6 +8,7 @@ import chex
 import jax
 import numpy as np
 import pytest
+from helpers import assert_trees_equal, toy_classes
 
 import nnrs_jax as nj
 
@@ -30,10 +31,7 @@ def small_model() -> nj.Layer:
 
 @pytest.fixture
 def toy():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(96, 6)).astype(np.float32)
-    y = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5).astype(np.int32)
-    return x, y
+    return toy_classes(96)
 
 
 def counted(loss: nj.Loss) -> nj.Loss:
@@ -44,11 +42,6 @@ def counted(loss: nj.Loss) -> nj.Loss:
     """
     chex.clear_trace_counter()
     return loss._replace(value=chex.assert_max_traces(lambda o, t: loss.value(o, t), n=1))
-
-
-def assert_trees_equal(a, b) -> None:
-    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
 
 
 def test_manual_and_autodiff_train_identically(mnist_train):

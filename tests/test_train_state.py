@@ -6,16 +6,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_trees_equal, toy_classes
 
 import nnrs_jax as nj
 
 
 @pytest.fixture
 def toy():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(96, 6)).astype(np.float32)
-    y = (x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0.5).astype(np.int32)
-    return x, y
+    return toy_classes(96)
 
 
 def noisy_model() -> nj.Layer:
@@ -24,11 +22,6 @@ def noisy_model() -> nj.Layer:
         nj.dense(6, 16), nj.relu(), nj.batch_norm(16), nj.dropout(0.25),
         nj.residual(nj.serial(nj.dense(16, 16), nj.tanh())), nj.dense(16, 3),
     )  # fmt: skip
-
-
-def assert_trees_equal(a, b) -> None:
-    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
 
 
 def test_fit_returns_the_trained_state_and_step_count(toy):
