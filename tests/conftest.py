@@ -16,8 +16,12 @@ here is meant for; on a CPU the setting changes nothing.
 import os
 from pathlib import Path
 
+import datasets_helpers
 import jax
+import numpy as np
 import pytest
+
+from nnrs_jax.datasets import store
 
 FLOAT32_MODULES = frozenset(
     {
@@ -137,3 +141,32 @@ def mnist_train():
 def mnist_test():
     """The MNIST test split ``(x (10000, 784) float32, y (10000,) int32)``."""
     return _mnist("test")
+
+
+# The dataset tests' fixtures (tests/test_datasets_*.py).
+
+
+@pytest.fixture(scope="module")
+def reference() -> tuple[np.ndarray, np.ndarray]:
+    """The MNIST test split decoded independently of the library."""
+    if datasets_helpers.SHARED_MNIST is None:
+        pytest.skip("shared MNIST data absent")
+    images, labels = (
+        datasets_helpers._gunzip(datasets_helpers.TEST_IMAGES),
+        datasets_helpers._gunzip(datasets_helpers.TEST_LABELS),
+    )
+    x = np.frombuffer(images, np.uint8, offset=16).reshape(10000, 784).astype(np.float32) / 255
+    y = np.frombuffer(labels, np.uint8, offset=8).astype(np.int32)
+    return x, y
+
+
+@pytest.fixture
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No NNRS_JAX_DATA, no project data/ folder, and a fresh HOME: only ~/.cache is searched."""
+    monkeypatch.delenv("NNRS_JAX_DATA", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)  # the per-user cache is then ~/.cache
+    monkeypatch.setattr(store, "_PROJECT_DATA", None)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    return home
