@@ -1,4 +1,4 @@
-"""Rank training variants (optimizers, activations) on MNIST fairly, and test a claimed order.
+"""The ranking protocol: variants, their runs with `fit_many`, the validation-chosen rate.
 
 The protocol, the same for every variant of a ranking:
 
@@ -17,17 +17,13 @@ The protocol, the same for every variant of a ranking:
    weights wherever the shapes and the initializer agree, and all mini-batch runs see the batches
    in the same order.
 
-A claimed order such as ``"RMSProp ~ Nadam > AdaMax"`` is checked pair by pair along the claim
-with Welch's t-test on the seeds' test accuracies (two-sided, level ``alpha``): ``A > B`` holds
-when A is significantly better, is reversed when B is significantly better, and is otherwise not
-distinguishable; ``A ~ B`` holds when the two are not distinguishable and differs otherwise.
+Accuracies are measured in inference mode, with the model state the runs end with: batch norm
+uses its running statistics.
 """
 
 from __future__ import annotations
 
 import functools
-import math
-import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -39,36 +35,22 @@ import numpy as np
 
 from nnrs_jax._validate import check_float, check_int
 from nnrs_jax.layers import Layer, dense, elu, leaky_relu, relu, selu, serial, sigmoid, tanh
-from nnrs_jax.layers.base import Params
+from nnrs_jax.layers.base import Params, State, forward
 from nnrs_jax.losses import cross_entropy
 from nnrs_jax.optim import Optimizer, adam, adamax, momentum, nadam, nesterov, rmsprop, sgd
 from nnrs_jax.train import fit_many
 
 __all__ = [
-    "ACTIVATION_CLAIM",
     "FULL",
-    "OPTIMIZER_CLAIM",
     "QUICK",
     "Protocol",
     "Ranking",
-    "TTest",
     "Variant",
     "VariantResult",
-    "Verdict",
     "activation_variants",
-    "check_claim",
-    "describe",
-    "format_ranking",
-    "format_verdicts",
     "optimizer_variants",
-    "parse_claim",
     "rank",
-    "summary",
-    "welch_t_test",
 ]
-
-OPTIMIZER_CLAIM = "RMSProp ~ Nadam > AdaMax > Adam > Nesterov > Momentum > SGD > GD"
-ACTIVATION_CLAIM = "SELU > ELU > leaky ReLU > ReLU > tanh > logistic"
 
 
 class Variant(NamedTuple):
@@ -175,34 +157,6 @@ class Ranking(NamedTuple):
         raise ValueError(f"Ranking.result: no variant named {name!r}; the variants are {names}")
 
 
-class TTest(NamedTuple):
-    """Welch's t-test of ``mean(a) - mean(b)``: statistic, degrees of freedom, two-sided p."""
-
-    t: float
-    df: float
-    p: float
-
-
-class Verdict(NamedTuple):
-    """One pair of a claimed order and what the data say about it.
-
-    Attributes:
-        better, worse: the names, as claimed (``better > worse`` or ``better ~ worse``).
-        relation: ``">"`` or ``"~"``.
-        difference: mean test accuracy of ``better`` minus that of ``worse``, in points.
-        test: the Welch t-test of that difference.
-        verdict: ``"holds"``, ``"reversed"`` or ``"not distinguishable"`` for ``>``;
-            ``"holds"`` or ``"differs"`` for ``~``.
-    """
-
-    better: str
-    relation: str
-    worse: str
-    difference: float
-    test: TTest
-    verdict: str
-
-
 def _mlp(activation: Layer, init: str) -> Layer:
     return serial(dense(784, 16, init=init), activation, dense(16, 10, init=init))
 
@@ -284,19 +238,24 @@ def _split(x: Any, y: Any, protocol: Protocol) -> tuple[np.ndarray, ...]:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _accuracies(model: Layer, params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
-    """Accuracy of each of the stacked models (leading axis of ``params``) on ``(x, y)``."""
+def _accuracies(
+    model: Layer, params: Params, state: State, x: jax.Array, y: jax.Array
+) -> jax.Array:
+    """Accuracy of each of the stacked models (leading axis of ``params`` and ``state``).
 
-    def one(p: Params) -> jax.Array:
-        hits = jnp.argmax(model.apply(p, x), axis=-1).astype(y.dtype) == y
+    Inference mode: a layer with state (batch norm) uses its running statistics.
+    """
+
+    def one(p: Params, s: State) -> jax.Array:
+        hits = jnp.argmax(forward(model, p, x, state=s)[0], axis=-1).astype(y.dtype) == y
         return jnp.mean(hits.astype(jnp.float32))
 
-    return jax.vmap(one)(params)
+    return jax.vmap(one)(params, state)
 
 
 def _train(
     variant: Variant, rates: np.ndarray, x: np.ndarray, y: np.ndarray, key: jax.Array, p: Protocol
-) -> tuple[Params, dict[str, np.ndarray]]:
+) -> tuple[Params, State, dict[str, np.ndarray]]:
     """One `fit_many` call: model ``i`` trains at ``rates[i]`` from ``split(init_key, n)[i]``."""
     budget = (
         {"steps": p.steps}
@@ -310,7 +269,7 @@ def _train(
             variant.model, cross_entropy, variant.optimizer, x, y, key=key,
             hparams=rates, progress=False, on_nonfinite="warn", **budget,
         )  # fmt: skip
-    return result.params, result.history
+    return result.params, result.state, result.history
 
 
 def rank(
@@ -372,8 +331,8 @@ def rank(
     for v in variants:
         start = time.perf_counter()
         grid = np.asarray(v.grid, np.float32)
-        params, history = _train(v, grid, x_fit, y_fit, search_key, protocol)
-        validation = np.asarray(_accuracies(v.model, params, x_val, y_val), np.float64)
+        params, state, history = _train(v, grid, x_fit, y_fit, search_key, protocol)
+        validation = np.asarray(_accuracies(v.model, params, state, x_val, y_val), np.float64)
         validation[~np.isfinite(history["loss"]).all(axis=0)] = np.nan
         if np.isnan(validation).all():
             raise FloatingPointError(
@@ -381,8 +340,8 @@ def rank(
             )
         best = v.grid[int(np.nanargmax(validation))]
         rates = np.full((protocol.seeds,), best, np.float32)
-        params, history = _train(v, rates, x_fit, y_fit, seeds_key, protocol)
-        test = np.asarray(_accuracies(v.model, params, x_test, y_test), np.float64)
+        params, state, history = _train(v, rates, x_fit, y_fit, seeds_key, protocol)
+        test = np.asarray(_accuracies(v.model, params, state, x_test, y_test), np.float64)
         loss = np.asarray(history["loss"], np.float64)
         steps = np.arange(len(loss)) if v.full_batch else (np.arange(len(loss)) + 0.5) * per_epoch
         result = VariantResult(
@@ -393,198 +352,3 @@ def rank(
         if progress is not None:
             progress(result)
     return Ranking(tuple(results), protocol, len(x_fit))
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function ``I_x(a, b)`` (continued fraction, Lentz).
-
-    Reference: Press et al., Numerical Recipes, 3rd ed., section 6.4.
-    """
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    front = math.exp(
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
-    # The fraction converges fast for x below the mean; above it, use I_x(a, b) = 1 - I_1-x(b, a).
-    if x < (a + 1) / (a + b + 2):
-        return front * _beta_fraction(a, b, x) / a
-    return 1.0 - front * _beta_fraction(b, a, 1.0 - x) / b
-
-
-def _beta_fraction(a: float, b: float, x: float) -> float:
-    tiny = 1e-300
-
-    def guard(v: float) -> float:
-        return v if abs(v) > tiny else tiny
-
-    c, d = 1.0, 1.0 / guard(1.0 - (a + b) * x / (a + 1))
-    h = d
-    for m in range(1, 1000):
-        even = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
-        d, c = 1.0 / guard(1.0 + even * d), guard(1.0 + even / c)
-        h *= d * c
-        odd = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
-        d, c = 1.0 / guard(1.0 + odd * d), guard(1.0 + odd / c)
-        h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            return h
-    raise ArithmeticError(f"_betainc: no convergence for a={a}, b={b}, x={x}")
-
-
-def welch_t_test(a: Any, b: Any) -> TTest:
-    """Welch's two-sample t-test of ``mean(a) - mean(b)``, unequal variances, two-sided.
-
-    .. math::
-
-        t = \\frac{\\bar a - \\bar b}{\\sqrt{s_a^2/n_a + s_b^2/n_b}}, \\qquad
-        \\nu = \\frac{(s_a^2/n_a + s_b^2/n_b)^2}
-                    {\\frac{(s_a^2/n_a)^2}{n_a - 1} + \\frac{(s_b^2/n_b)^2}{n_b - 1}},
-        \\qquad p = I_{\\nu/(\\nu + t^2)}(\\nu/2, 1/2)
-
-    with sample variances ``s²`` (ddof 1) and ``I`` the regularized incomplete beta function
-    (the Student t tail). When both samples have zero variance, ``p`` is 1 for equal means and
-    0 otherwise. Reference: Welch 1947, "The generalization of Student's problem".
-
-    Args:
-        a, b: 1-D samples of at least two values each.
-
-    Example:
-        >>> from nnrs_jax.ranking import welch_t_test
-        >>> r = welch_t_test([0.91, 0.92, 0.93], [0.90, 0.91, 0.92])
-        >>> round(r.t, 4), round(r.df, 1), round(r.p, 4)
-        (1.2247, 4.0, 0.2879)
-    """
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    for name, s in (("a", a), ("b", b)):
-        if s.ndim != 1 or len(s) < 2 or not np.isfinite(s).all():
-            raise ValueError(
-                f"welch_t_test: {name} must be a 1-D sample of at least 2 finite values, got "
-                f"shape {s.shape}"
-            )
-    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
-    diff = float(np.mean(a) - np.mean(b))
-    if va + vb == 0:
-        return TTest(math.copysign(math.inf, diff) if diff else 0.0, len(a) + len(b) - 2.0,
-                     0.0 if diff else 1.0)  # fmt: skip
-    t = diff / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    return TTest(float(t), float(df), _betainc(float(df) / 2, 0.5, float(df / (df + t * t))))
-
-
-def parse_claim(claim: str) -> list[tuple[str, str, str]]:
-    """``"A ~ B > C"`` -> ``[("A", "~", "B"), ("B", ">", "C")]``: the claim's adjacent pairs.
-
-    Example:
-        >>> from nnrs_jax.ranking import parse_claim
-        >>> parse_claim("SELU > ELU > leaky ReLU")
-        [('SELU', '>', 'ELU'), ('ELU', '>', 'leaky ReLU')]
-    """
-    parts = [p.strip() for p in re.split(r"\s*([>~])\s*", claim.strip())]
-    names, relations = parts[::2], parts[1::2]
-    if len(names) < 2 or not all(names):
-        raise ValueError(
-            f"parse_claim: a claim is names joined by '>' or '~', e.g. 'A ~ B > C', got {claim!r}"
-        )
-    return [(names[i], relations[i], names[i + 1]) for i in range(len(relations))]
-
-
-def check_claim(ranking: Ranking, claim: str) -> list[Verdict]:
-    """Test each adjacent pair of ``claim`` on the seeds' test accuracies of ``ranking``.
-
-    The Welch t-test runs at the protocol's level ``alpha``, pair by pair, without correction
-    for the number of pairs.
-    """
-    alpha = ranking.protocol.alpha
-    verdicts = []
-    for better, relation, worse in parse_claim(claim):
-        a, b = ranking.result(better), ranking.result(worse)
-        test = welch_t_test(a.test, b.test)
-        diff = a.mean - b.mean
-        distinct = test.p < alpha
-        if relation == "~":
-            verdict = "differs" if distinct else "holds"
-        elif not distinct:
-            verdict = "not distinguishable"
-        else:
-            verdict = "holds" if diff > 0 else "reversed"
-        verdicts.append(Verdict(better, relation, worse, diff, test, verdict))
-    return verdicts
-
-
-def describe(protocol: Protocol, available: int = 50_000) -> str:
-    """The protocol in words, with its numbers.
-
-    ``available``: the training images left after the validation split, all of which are used
-    when ``protocol.train_size`` is None.
-    """
-    p = protocol
-    train_size = available if p.train_size is None else p.train_size
-    per_epoch = train_size // p.batch_size
-    epochs = p.steps / per_epoch if per_epoch else math.nan
-    return (
-        f"Each variant: the learning rate with the best validation accuracy on its log-grid "
-        f"(one run per rate; {p.validation_size} training images held out for validation, never "
-        f"the test set), then {p.seeds} seeds at that rate in one vmapped fit_many call, scored "
-        f"on the test set. Budget: {p.steps} updates per run for every variant, "
-        f"mini-batch ones in batches of {p.batch_size} ({epochs:g} epochs of the {train_size} "
-        f"training images), GD in full-batch steps over the same images. Seed i starts from "
-        f"the same initial weights in every variant (where the initializer agrees) and sees the "
-        f"same batches. Claimed pairs: Welch t-test, two-sided, alpha = {p.alpha:g}."
-    )
-
-
-def _edge(r: VariantResult) -> bool:
-    return r.learning_rate in (r.grid[0], r.grid[-1])
-
-
-def format_ranking(ranking: Ranking) -> str:
-    """The table ``variant | lr | test % mean ± sd | rank`` (Markdown), in the variants' order.
-
-    A learning rate on the edge of its grid is starred; diverged seeds are noted.
-    """
-    ranks = ranking.ranks()
-    width = max(len("variant"), *(len(r.name) for r in ranking.results))
-    lines = [
-        f"| {'variant':<{width}} | lr       | test % mean ± sd | rank |",
-        f"|{'-' * (width + 2)}|----------|------------------|------|",
-    ]
-    for r in ranking.results:
-        lr = f"{r.learning_rate:g}" + ("*" if _edge(r) else "")
-        cell = f"{r.mean:.2f} ± {r.sd:.2f}"
-        lines.append(f"| {r.name:<{width}} | {lr:<8} | {cell:<16} | {ranks[r.name]:>4} |")
-    if any(_edge(r) for r in ranking.results):
-        lines.append("* the best rate of the grid lies on its edge")
-    lines += [f"{r.name}: {r.diverged} seed(s) diverged" for r in ranking.results if r.diverged]
-    return "\n".join(lines)
-
-
-def format_verdicts(verdicts: Sequence[Verdict]) -> str:
-    """The table ``claim | difference | p | verdict`` (Markdown), one row per claimed pair."""
-    claims = [f"{v.better} {v.relation} {v.worse}" for v in verdicts]
-    width = max(len("claim"), *(len(c) for c in claims))
-    lines = [
-        f"| {'claim':<{width}} | difference (points) | p (Welch) | verdict             |",
-        f"|{'-' * (width + 2)}|---------------------|-----------|---------------------|",
-    ]
-    for claim, v in zip(claims, verdicts):
-        lines.append(
-            f"| {claim:<{width}} | {v.difference:>+19.2f} | {v.test.p:>9.3f} | {v.verdict:<19} |"
-        )
-    return "\n".join(lines)
-
-
-def summary(what: str, verdicts: Sequence[Verdict], ranking: Ranking) -> str:
-    """One line: how many claimed orderings hold, and how the others fared."""
-    counts: dict[str, int] = {}
-    for v in verdicts:
-        counts[v.verdict] = counts.get(v.verdict, 0) + 1
-    held = counts.pop("holds", 0)
-    others = ", ".join(f"{n} {verdict}" for verdict, n in counts.items())
-    p = ranking.protocol
-    return (
-        f"{what}: {held} of {len(verdicts)} claimed orderings hold"
-        + (f" ({others})" if others else "")
-        + f"; Welch t-test, two-sided, alpha = {p.alpha:g}, {p.seeds} seeds per variant"
-    )

@@ -1,17 +1,10 @@
-"""Saving and restoring parameters, optimizer state, step, PRNG key and metadata.
+"""The ``.npz`` checkpoint: parameters, optimizer state, model state, step, PRNG key and metadata.
 
-Two formats:
-
-* `save` / `load`: one ``.npz`` file holding every array of the parameter, optimizer-state and
-  model-state pytrees, keyed by its pytree path (``params[0].w``, ``opt_state.velocity[2].b``,
-  ``state[1].mean``), plus the step, the PRNG key and a JSON metadata string. `load` restores
-  into a template, so NamedTuples and dtypes come back exactly.
-* `save_csv` / `load_csv`: the text format of nn-rs, one ``w{i}.csv`` and one ``b{i}.csv`` per
-  dense layer, for exchanging weights with the Rust library.
-
-Every file is written atomically: to a temporary file in the same folder, flushed and synced,
-then renamed over the target, so a crash or an error leaves either the old file or the new one,
-never a partial file; on an error the temporary file is removed too.
+`save` writes one ``.npz`` file holding every array of the parameter, optimizer-state and
+model-state pytrees, keyed by its pytree path (``params[0].w``, ``opt_state.velocity[2].b``,
+``state[1].mean``), plus the step, the PRNG key and a JSON metadata string, atomically
+(`nnrs_jax.checkpoint.atomic`). `load` restores into a template, so NamedTuples and dtypes come
+back exactly; `load_meta` reads the metadata alone.
 """
 
 from __future__ import annotations
@@ -19,19 +12,17 @@ from __future__ import annotations
 import json
 import operator
 import os
-import secrets
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nnrs_jax.layers.dense import DenseParams
+from nnrs_jax.checkpoint.atomic import write_atomically
 
-__all__ = ["Checkpoint", "load", "load_csv", "load_meta", "save", "save_csv"]
+__all__ = ["Checkpoint", "load", "load_meta", "save"]
 
 PyTree = Any
 StrPath = str | os.PathLike
@@ -129,7 +120,7 @@ def save(
     if path.is_dir():
         raise IsADirectoryError(f"save: path {str(path)!r} is a folder, expected a file name")
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path, lambda f: np.savez(f, **arrays))
+    write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
 def load(path: StrPath, like: PyTree, *, state: PyTree | None = None) -> Checkpoint:
@@ -231,122 +222,6 @@ def _read_archive(caller: str, path: Path) -> dict[str, np.ndarray]:
         raise ValueError(
             f"{caller}: {str(path)!r} is not a checkpoint written by save: {error}"
         ) from error
-
-
-def save_csv(folder: StrPath, params: PyTree) -> None:
-    """Write the dense layers of ``params`` in the text format of nn-rs.
-
-    The ``i``-th `DenseParams` of ``params`` (0-based, in tree order, other layers skipped)
-    with ``w`` of shape ``(in_dim, out_dim)`` and ``b`` of shape ``(out_dim,)`` becomes:
-
-    * ``w{i}.csv``: the header ``w{i}_0,w{i}_1,...,w{i}_{out_dim-1}`` (one column per output
-      unit), then ``in_dim`` rows of ``out_dim`` comma-separated values;
-    * ``b{i}.csv``: the header ``b{i}``, then ``out_dim`` rows of one value.
-
-    Values are written with ``%.9g`` (``%.17g`` for float64), enough digits to read back every
-    float32 (float64) bit for bit. The folder is created if needed, each file is written
-    atomically, and files of other layers already in the folder are left alone.
-
-    Args:
-        folder: destination folder.
-        params: pytree holding at least one `DenseParams` with floating ``w`` and ``b``.
-
-    Raises:
-        ValueError: ``params`` holds no `DenseParams`, or one with inconsistent shapes.
-        TypeError: a ``w`` or ``b`` that is not a floating array.
-
-    Example:
-        >>> import os, tempfile, jax, nnrs_jax as nj
-        >>> params = nj.dense(3, 2).init(jax.random.key(0))
-        >>> folder = tempfile.mkdtemp()
-        >>> nj.save_csv(folder, params)
-        >>> sorted(os.listdir(folder)), open(os.path.join(folder, "w0.csv")).readline()
-        (['b0.csv', 'w0.csv'], 'w0_0,w0_1\\n')
-    """
-    layers = _dense_layers("save_csv", params)
-    tables = []
-    for i, layer in enumerate(layers):
-        w = _check_floating(f"save_csv: w of dense layer {i}", layer.w)
-        b = _check_floating(f"save_csv: b of dense layer {i}", layer.b)
-        if w.ndim != 2 or b.shape != w.shape[1:]:
-            raise ValueError(
-                f"save_csv: layer {i} must have w of shape (in_dim, out_dim) and b of shape "
-                f"(out_dim,), got w {w.shape} and b {b.shape}"
-            )
-        header = ",".join(f"w{i}_{col}" for col in range(w.shape[1]))
-        tables += [(f"w{i}.csv", header, w), (f"b{i}.csv", f"b{i}", b)]
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, header, values in tables:
-        _write_atomically(folder / name, lambda f, h=header, v=values: _write_table(f, h, v))
-
-
-def load_csv(folder: StrPath, like: PyTree) -> PyTree:
-    """Read dense-layer weights written by `save_csv` (or by nn-rs) into a template.
-
-    The ``i``-th `DenseParams` of ``like`` is read from ``w{i}.csv`` and ``b{i}.csv`` (format in
-    `save_csv`; the header row is skipped) and cast to the template's dtype; every other leaf of
-    ``like`` is returned unchanged.
-
-    Args:
-        folder: folder holding the files.
-        like: parameter template holding at least one `DenseParams`; its leaves may be arrays or
-            `jax.ShapeDtypeStruct`.
-
-    Returns:
-        A pytree of the same type as ``like`` with the dense weights and biases read from disk.
-
-    Raises:
-        FileNotFoundError: a ``w{i}.csv`` or ``b{i}.csv`` is missing (the message names it).
-        ValueError: a file that does not parse, or whose table shape differs from the template
-            (the message names the file and both shapes).
-
-    Example:
-        >>> import tempfile, jax, jax.numpy as jnp, nnrs_jax as nj
-        >>> params = nj.dense(3, 2).init(jax.random.key(0))
-        >>> folder = tempfile.mkdtemp()
-        >>> nj.save_csv(folder, params)
-        >>> restored = nj.load_csv(folder, like=params)
-        >>> bool(jnp.array_equal(restored.w, params.w))
-        True
-    """
-    _dense_layers("load_csv", like)
-    folder = Path(folder)
-    leaves, treedef = jax.tree_util.tree_flatten(like, is_leaf=_is_dense)
-    restored = []
-    i = 0
-    for leaf in leaves:
-        if _is_dense(leaf):
-            leaf = DenseParams(
-                _read_table(folder / f"w{i}.csv", leaf.w, ndmin=2),
-                _read_table(folder / f"b{i}.csv", leaf.b, ndmin=1),
-            )
-            i += 1
-        restored.append(leaf)
-    return jax.tree_util.tree_unflatten(treedef, restored)
-
-
-def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write ``path`` through a synced temporary file in its folder, then rename it over."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    # Mode 0o666 lets the umask set the permissions, as for a file made by plain open().
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    # The rename itself survives a power loss only once the folder is synced (POSIX only).
-    if os.name == "posix":
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _tree_arrays(prefix: str, tree: PyTree) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -475,47 +350,3 @@ def _restore(
     if len(leaves) < len(paths_and_leaves):
         return None
     return jax.tree_util.tree_unflatten(treedef, leaves)
-
-
-def _is_dense(node: object) -> bool:
-    return isinstance(node, DenseParams)
-
-
-def _dense_layers(caller: str, tree: PyTree) -> list[DenseParams]:
-    layers = [n for n in jax.tree_util.tree_leaves(tree, is_leaf=_is_dense) if _is_dense(n)]
-    if not layers:
-        arg = "params" if caller == "save_csv" else "like"
-        raise ValueError(f"{caller}: {arg} holds no DenseParams (no dense layer to store)")
-    return layers
-
-
-def _check_floating(what: str, x: object) -> np.ndarray:
-    dtype = getattr(x, "dtype", None)
-    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"{what} must be a floating array, got {type(x).__name__} {dtype}")
-    return np.asarray(x)
-
-
-def _write_table(f: BinaryIO, header: str, values: np.ndarray) -> None:
-    # 9 significant digits identify a float32 uniquely, 17 a float64; narrower floats widen.
-    if values.dtype == np.float64:
-        fmt = "%.17g"
-    else:
-        fmt, values = "%.9g", values.astype(np.float32)
-    np.savetxt(f, values, fmt=fmt, delimiter=",", header=header, comments="")
-
-
-def _read_table(path: Path, template: Any, ndmin: int) -> jax.Array:
-    """One ``w{i}.csv`` or ``b{i}.csv`` as an array of the template's shape and dtype."""
-    if not path.is_file():
-        raise FileNotFoundError(f"load_csv: missing file {str(path)!r}")
-    try:
-        values = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=ndmin, dtype=np.float64)
-    except ValueError as error:
-        raise ValueError(f"load_csv: cannot parse {str(path)!r}: {error}") from error
-    shape = tuple(template.shape)
-    if values.shape != shape:
-        raise ValueError(
-            f"load_csv: {str(path)!r}: file has shape {values.shape}, template has {shape}"
-        )
-    return jnp.asarray(values.astype(template.dtype))
