@@ -19,7 +19,9 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["check_choice", "check_float", "check_int", "check_probability"]
+import numpy as np
+
+__all__ = ["check_bool", "check_choice", "check_float", "check_int", "check_probability"]
 
 
 def _describe(value: Any) -> str:
@@ -63,6 +65,13 @@ def check_float(
             f"{name}: {arg} must be a finite float{' ' + want if want else ''}, got {value!r}"
         )
     return value
+
+
+def check_bool(name: str, arg: str, value: Any) -> bool:
+    """``value`` as a ``bool`` (Python or NumPy ``bool_``; never an int such as 0 or 1)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: {arg} must be a bool, got {_describe(value)}")
+    return bool(value)
 
 
 def check_int(name: str, arg: str, value: Any, *, low: int | None = None) -> int:

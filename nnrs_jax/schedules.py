@@ -18,10 +18,9 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
-from nnrs_jax._validate import check_float, check_int
+from nnrs_jax._validate import check_bool, check_float, check_int
 
 __all__ = ["Schedule", "constant", "cosine_decay", "exponential_decay", "warmup_cosine_decay"]
 
@@ -96,8 +95,7 @@ def exponential_decay(
     init_value = check_float(name, "init_value", init_value, low=0.0, low_open=True)
     decay_rate = check_float(name, "decay_rate", decay_rate, low=0.0, low_open=True)
     transition_steps = check_int(name, "transition_steps", transition_steps, low=1)
-    if not isinstance(staircase, (bool, np.bool_)):
-        raise TypeError(f"{name}: staircase must be a bool, got {staircase!r}")
+    staircase = check_bool(name, "staircase", staircase)
     dtype = _dtype(name, dtype)
     if end_value is not None:
         end_value = check_float(name, "end_value", end_value, low=0.0, low_open=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnrs_jax.datasets._args import _check_flag
+from nnrs_jax._validate import check_bool
 
 _CSV_SIDE = 28  # the rows hold 28 x 28 MNIST-sized images
 _CSV_PIXELS = _CSV_SIDE * _CSV_SIDE
@@ -54,7 +54,7 @@ def load_csv(
         >>> tmp.cleanup()
     """
     func = "load_csv"
-    flatten = _check_flag(func, "flatten", flatten)
+    flatten = check_bool(func, "flatten", flatten)
     path = Path(path)
     where = f"{func}: {path}"
     try:

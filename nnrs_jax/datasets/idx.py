@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from nnrs_jax.datasets._args import _check_flag
+from nnrs_jax._validate import check_bool
 from nnrs_jax.datasets.store import _check_sha256, _read
 
 _IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions (count, rows, cols)
@@ -172,7 +172,7 @@ def load_idx(
         >>> tmp.cleanup()
     """
     func = "load_idx"
-    flatten = _check_flag(func, "flatten", flatten)
+    flatten = check_bool(func, "flatten", flatten)
     sums = None if sha256 is None else _check_sums(func, sha256)
     paths = (Path(images_path), Path(labels_path))
     wheres = tuple(f"{func}: {path}" for path in paths)

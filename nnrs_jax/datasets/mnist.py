@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnrs_jax._validate import check_choice, check_float
-from nnrs_jax.datasets._args import _check_flag
+from nnrs_jax._validate import check_bool, check_choice, check_float
 from nnrs_jax.datasets.idx import _idx_shape, _parse_pair
 from nnrs_jax.datasets.store import (
     _check_sha256,
@@ -158,10 +157,10 @@ def mnist(
     """
     func = "mnist"
     check_choice(func, "split", split, tuple(_SPLITS))
-    flatten = _check_flag(func, "flatten", flatten)
-    verify = _check_flag(func, "verify", verify)
-    download = _check_flag(func, "download", download)
-    progress = _check_flag(func, "progress", progress)
+    flatten = check_bool(func, "flatten", flatten)
+    verify = check_bool(func, "verify", verify)
+    download = check_bool(func, "download", download)
+    progress = check_bool(func, "progress", progress)
     if isinstance(mirrors, str) or not (
         isinstance(mirrors, Sequence) and all(isinstance(m, str) for m in mirrors)
     ):

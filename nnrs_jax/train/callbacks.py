@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nnrs_jax import checkpoint, parallel
-from nnrs_jax._validate import check_float, check_int
+from nnrs_jax._validate import check_bool, check_float, check_int
 from nnrs_jax.train.loop import Callback, Run
 from nnrs_jax.train.state import TrainState
 
@@ -78,8 +78,7 @@ class EarlyStopping(Callback):
             raise TypeError(f"EarlyStopping: monitor must be a logged name, got {monitor!r}")
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"EarlyStopping: mode must be 'auto', 'min' or 'max', got {mode!r}")
-        if not isinstance(restore_best, bool):
-            raise TypeError(f"EarlyStopping: restore_best must be a bool, got {restore_best!r}")
+        restore_best = check_bool("EarlyStopping", "restore_best", restore_best)
         self.monitor = monitor
         self.patience = check_int("EarlyStopping", "patience", patience, low=0)
         self.min_delta = check_float("EarlyStopping", "min_delta", min_delta, low=0.0)
@@ -158,8 +157,7 @@ class BackupAndRestore(Callback):
             raise TypeError(
                 f"BackupAndRestore: directory must be a path, got {type(directory).__name__}"
             )
-        if not isinstance(keep, bool):
-            raise TypeError(f"BackupAndRestore: keep must be a bool, got {keep!r}")
+        keep = check_bool("BackupAndRestore", "keep", keep)
         self.directory = Path(directory)
         self.every = check_int("BackupAndRestore", "every", every, low=1)
         self.keep = keep
@@ -256,7 +254,8 @@ class CSVLogger(Callback):
             raise TypeError(f"CSVLogger: path must be a path, got {type(path).__name__}")
         if not isinstance(separator, str) or len(separator) != 1:
             raise ValueError(f"CSVLogger: separator must be one character, got {separator!r}")
-        self.path, self.append, self.separator = Path(path), append, separator
+        self.append = check_bool("CSVLogger", "append", append)
+        self.path, self.separator = Path(path), separator
         self._file: Any = None
 
     def on_train_begin(self, run: Run) -> None:

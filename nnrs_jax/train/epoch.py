@@ -15,6 +15,7 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 
+from nnrs_jax._validate import check_bool
 from nnrs_jax.layers.base import Layer
 from nnrs_jax.losses import Loss
 from nnrs_jax.optim import Optimizer
@@ -135,8 +136,7 @@ def make_epoch(
     caller = "make_epoch"
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"{caller}: batch_size must be an int >= 1, got {batch_size!r}")
-    if not isinstance(drop_last, bool):
-        raise TypeError(f"{caller}: drop_last must be a bool, got {drop_last!r}")
+    drop_last = check_bool(caller, "drop_last", drop_last)
     body = step_body(
         model, loss, optimizer, check_grads_mode(caller, grads), check_augment(caller, augment),
         metric_items(caller, metrics),

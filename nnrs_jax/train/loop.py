@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from nnrs_jax import parallel
+from nnrs_jax._validate import check_bool
 from nnrs_jax.train.epoch import epoch_fn, fed_epoch_fn, full_step, steps_per_epoch
 from nnrs_jax.train.feed import Feed, Layout, OnDevice
 from nnrs_jax.train.state import FitResult, TrainState, run_keys
@@ -320,8 +321,7 @@ def loop_settings(
     check_count(caller, "log_every", log_every, minimum=1)
     if on_nonfinite not in ("raise", "warn"):
         raise ValueError(f"{caller}: on_nonfinite must be 'raise' or 'warn', got {on_nonfinite!r}")
-    for name, value in (("drop_last", drop_last), ("progress", progress)):
-        if not isinstance(value, bool):
-            raise TypeError(f"{caller}: {name} must be a bool, got {value!r}")
+    drop_last = check_bool(caller, "drop_last", drop_last)
+    progress = check_bool(caller, "progress", progress)
     return LoopSettings(steps, epochs, batch_size, drop_last, log_every, progress, on_nonfinite,
                         caller)  # fmt: skip
