@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from nnrs_jax._validate import check_float
 from nnrs_jax.layers._checks import check_same_shape, floating_input
-from nnrs_jax.layers.base import Layer
+from nnrs_jax.layers.base import Layer, no_params
 
 __all__ = ["elu", "leaky_relu", "relu", "selu", "sigmoid", "softmax", "tanh"]
 
@@ -21,11 +21,6 @@ SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 
 ArrayFn = Callable[[jax.Array], jax.Array]
-
-
-def _init(key: jax.Array) -> tuple[()]:
-    del key
-    return ()
 
 
 def _elementwise(name: str, f: ArrayFn, df: ArrayFn) -> Layer:
@@ -40,7 +35,7 @@ def _elementwise(name: str, f: ArrayFn, df: ArrayFn) -> Layer:
         check_same_shape(name, x, grad_y)
         return (), grad_y * df(x)
 
-    return Layer(_init, apply, backward, name=name)
+    return Layer(no_params, apply, backward, name=name)
 
 
 def relu() -> Layer:
@@ -124,4 +119,4 @@ def softmax() -> Layer:
         s = jax.nn.softmax(x, axis=-1)
         return (), s * (grad_y - jnp.sum(grad_y * s, axis=-1, keepdims=True))
 
-    return Layer(_init, apply, backward, name=name)
+    return Layer(no_params, apply, backward, name=name)

@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from nnrs_jax.regularizers import Regularizer
+
 __all__ = [
     "Layer",
     "Pretransposed",
@@ -29,9 +31,11 @@ __all__ = [
     "context_layer",
     "forward",
     "has_state",
+    "no_params",
     "no_penalty",
     "no_state",
     "output_shape",
+    "weight_penalty",
 ]
 
 Params = Any  # a pytree of arrays
@@ -45,6 +49,36 @@ def no_penalty(params: Params) -> tuple[jax.Array | float, Params]:
     The value is a Python ``0.0`` (weakly typed) so that it adds to float32 and float64 alike.
     """
     return 0.0, jax.tree.map(jnp.zeros_like, params)
+
+
+def no_params(key: PRNGKey) -> tuple[()]:
+    """The parameters of a layer without any: ``()`` (the key is not used)."""
+    del key
+    return ()
+
+
+def weight_penalty(caller: str, regularizer: Any) -> Callable[[Params], tuple[Any, Params]]:
+    """``penalty(params) -> (value, grads)`` of a layer whose ``params`` are ``(w, b)``.
+
+    ``value = regularizer.value(w)`` (e.g. ``l1·Σ|w| + l2·Σw²``), ``grads = (regularizer.grad(w),
+    0)``: the bias is never penalized. `no_penalty` when ``regularizer`` is ``None``.
+
+    Raises:
+        TypeError: ``regularizer`` is neither ``None`` nor a `nnrs_jax.regularizers.Regularizer`
+            (the message names ``caller``).
+    """
+    if regularizer is None:
+        return no_penalty
+    if not isinstance(regularizer, Regularizer):
+        raise TypeError(
+            f"{caller}: regularizer must be nj.l1/l2/elastic_net(...) or None, got {regularizer!r}"
+        )
+
+    def penalty(params: Params) -> tuple[Any, Params]:
+        grad_w = regularizer.grad(params.w)
+        return regularizer.value(params.w), params._replace(w=grad_w, b=jnp.zeros_like(params.b))
+
+    return penalty
 
 
 def no_state() -> tuple[()]:

@@ -17,7 +17,7 @@ from nnrs_jax.layers._checks import (
     pair,
     window_output_size,
 )
-from nnrs_jax.layers.base import Layer, no_penalty
+from nnrs_jax.layers.base import Layer, weight_penalty
 from nnrs_jax.regularizers import Regularizer
 
 __all__ = ["Conv2dParams", "conv2d"]
@@ -168,10 +168,7 @@ def conv2d(
     kernel = pair("conv2d", "kernel_size", kernel_size, low=1)
     strides = pair("conv2d", "stride", stride, low=1)
     pad_mode = _padding("conv2d", padding)
-    if regularizer is not None and not isinstance(regularizer, Regularizer):
-        raise TypeError(
-            f"conv2d: regularizer must be nj.l1/l2/elastic_net(...) or None, got {regularizer!r}"
-        )
+    penalty = weight_penalty("conv2d", regularizer)
     init_fn = initializers.resolve(init, caller="conv2d")
     (kh, kw), (sh, sw) = kernel, strides
     name = f"conv2d({in_channels}, {out_channels}, {kh}x{kw}"
@@ -255,14 +252,5 @@ def conv2d(
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )
         return Conv2dParams(grad_w.reshape(params.w.shape), grad_b), grad_x
-
-    if regularizer is None:
-        penalty = no_penalty
-    else:
-
-        def penalty(params: Conv2dParams) -> tuple[jax.Array, Conv2dParams]:
-            return regularizer.value(params.w), Conv2dParams(
-                regularizer.grad(params.w), jnp.zeros_like(params.b)
-            )
 
     return Layer(init_params, apply, backward, penalty, name)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from nnrs_jax import initializers
 from nnrs_jax._validate import check_int
 from nnrs_jax.layers._checks import check_input, floating_input
-from nnrs_jax.layers.base import Layer, Pretransposed, no_penalty
+from nnrs_jax.layers.base import Layer, Pretransposed, weight_penalty
 from nnrs_jax.regularizers import Regularizer
 
 __all__ = ["DenseParams", "dense"]
@@ -61,10 +61,7 @@ def dense(
     """
     in_dim = check_int("dense", "in_dim", in_dim, low=1)
     out_dim = check_int("dense", "out_dim", out_dim, low=1)
-    if regularizer is not None and not isinstance(regularizer, Regularizer):
-        raise TypeError(
-            f"dense: regularizer must be nj.l1/l2/elastic_net(...) or None, got {regularizer!r}"
-        )
+    penalty = weight_penalty("dense", regularizer)
     init_fn = initializers.resolve(init, caller="dense")
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dense: dtype must be a floating dtype, got {jnp.dtype(dtype)}")
@@ -90,14 +87,5 @@ def dense(
         grad_b = jnp.sum(grad_y, axis=0)
         grad_x = grad_y @ params.w.T
         return DenseParams(grad_w, grad_b), grad_x
-
-    if regularizer is None:
-        penalty = no_penalty
-    else:
-
-        def penalty(params: DenseParams) -> tuple[jax.Array, DenseParams]:
-            return regularizer.value(params.w), DenseParams(
-                regularizer.grad(params.w), jnp.zeros_like(params.b)
-            )
 
     return Layer(init_params, apply, backward, penalty, name, prepare=Pretransposed.of)

@@ -11,14 +11,9 @@ import numpy as np
 from nnrs_jax._validate import check_probability
 from nnrs_jax.layers._checks import check_floating, check_key, check_same_shape, check_train
 from nnrs_jax.layers._random import random_bits
-from nnrs_jax.layers.base import Layer, PRNGKey, context_layer
+from nnrs_jax.layers.base import Layer, context_layer, no_params
 
 __all__ = ["dropout"]
-
-
-def _init(key: PRNGKey) -> tuple[()]:
-    del key
-    return ()
 
 
 def dropout(rate: float) -> Layer:
@@ -88,4 +83,4 @@ def dropout(rate: float) -> Layer:
             return (), grad_y
         return (), grad_y * multiplier(x, key)
 
-    return context_layer(_init, forward_fn, backward_fn, name=name)
+    return context_layer(no_params, forward_fn, backward_fn, name=name)

@@ -15,17 +15,12 @@ from nnrs_jax.layers._checks import (
     pair,
     window_output_size,
 )
-from nnrs_jax.layers.base import Layer
+from nnrs_jax.layers.base import Layer, no_params
 from nnrs_jax.layers.conv import window_views
 
 __all__ = ["avg_pool", "max_pool"]
 
 Pair = tuple[int, int]
-
-
-def _init(key: jax.Array) -> tuple[()]:
-    del key
-    return ()
 
 
 def _first_maxima(views: list[jax.Array], y: jax.Array) -> list[jax.Array]:
@@ -146,7 +141,7 @@ def _pool(kind: str, window: int | Pair, stride: int | Pair | None) -> Layer:
                 return (), _untile(tiles, size)
             return (), _scatter_windows([share] * (kh * kw), win, strides, size)
 
-    return Layer(_init, apply, backward, name=name)
+    return Layer(no_params, apply, backward, name=name)
 
 
 def max_pool(window: int | Pair, stride: int | Pair | None = None) -> Layer:

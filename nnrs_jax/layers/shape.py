@@ -8,14 +8,9 @@ import jax
 
 from nnrs_jax._validate import check_int
 from nnrs_jax.layers._checks import check_grad_shape, floating_input
-from nnrs_jax.layers.base import Layer
+from nnrs_jax.layers.base import Layer, no_params
 
 __all__ = ["flatten", "reshape"]
-
-
-def _init(key: jax.Array) -> tuple[()]:
-    del key
-    return ()
 
 
 def _reshaper(name: str, target) -> Layer:
@@ -32,7 +27,7 @@ def _reshaper(name: str, target) -> Layer:
         check_grad_shape(name, grad_y, tuple(apply(params, x).shape))
         return (), grad_y.reshape(x.shape)
 
-    return Layer(_init, apply, backward, name=name)
+    return Layer(no_params, apply, backward, name=name)
 
 
 def flatten() -> Layer:
