@@ -2,9 +2,10 @@
 
 Three layers, each made of `Optimizer` values:
 
-* transformations (`nnrs_jax.optim.transforms`): `scale_by_learning_rate`,
-  `scale_by_momentum`, `scale_by_rms`, `scale_by_adam`, `scale_by_adamax`, `clip`,
-  `clip_by_global_norm`, `add_decayed_weights`, composed by `chain`;
+* transformations: `scale_by_learning_rate`, `scale_by_momentum`, `scale_by_rms`,
+  `scale_by_adam`, `scale_by_adamax` (`nnrs_jax.optim.scaling`), `clip`, `clip_by_global_norm`
+  (`nnrs_jax.optim.clipping`), `add_decayed_weights` (`nnrs_jax.optim.weight_decay`), composed
+  by `chain` (`nnrs_jax.optim.combine`);
 * the classic optimizers (`nnrs_jax.optim.gradient_descent`, `nnrs_jax.optim.adaptive`):
   `sgd`, `momentum`, `nesterov`, `rmsprop`, `adam`, `nadam`, `adamax`, `adamw`, each a chain of
   transformations whose state is kept as one NamedTuple with an int32 ``timestep`` (0 before the
@@ -44,27 +45,22 @@ from nnrs_jax.optim.adaptive import (
     rmsprop,
 )
 from nnrs_jax.optim.base import Optimizer, apply_updates
+from nnrs_jax.optim.clipping import ClipByGlobalNormState, ClipState, clip, clip_by_global_norm
+from nnrs_jax.optim.combine import chain
 from nnrs_jax.optim.gradient_descent import MomentumState, SgdState, momentum, nesterov, sgd
-from nnrs_jax.optim.transforms import (
-    AddDecayedWeightsState,
-    ClipByGlobalNormState,
-    ClipState,
+from nnrs_jax.optim.scaling import (
     ScaleByAdamaxState,
     ScaleByAdamState,
     ScaleByLearningRateState,
     ScaleByMomentumState,
     ScaleByRmsState,
-    add_decayed_weights,
-    chain,
-    clip,
-    clip_by_global_norm,
-    matrices_only,
     scale_by_adam,
     scale_by_adamax,
     scale_by_learning_rate,
     scale_by_momentum,
     scale_by_rms,
 )
+from nnrs_jax.optim.weight_decay import AddDecayedWeightsState, add_decayed_weights, matrices_only
 from nnrs_jax.optim.wrappers import AccumulateState, EmaState, accumulate, ema, ema_params
 
 __all__ = [

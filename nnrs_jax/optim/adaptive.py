@@ -1,11 +1,12 @@
 """Optimizers with a per-element step size: `rmsprop`, `adam`, `nadam`, `adamax`, `adamw`.
 
-Each is a `chain` of transformations from `nnrs_jax.optim.transforms` whose tuple of states is
-kept as one NamedTuple (``RmspropState``, ``AdamState``), so that ``state.timestep``,
-``state.velocity`` and ``state.scaling_factor`` read as before. All rules are element-wise on
-every leaf; ``g`` is the gradient, ``t`` the step count after increment (1 on the first update,
-so the bias corrections ``1 - β^t`` are never 0), ``lr`` the learning rate (a float or a
-schedule ``lr(t)``). Every constant is cast to the leaf's dtype.
+Each is a `chain` of transformations (`nnrs_jax.optim.scaling`, and
+`nnrs_jax.optim.weight_decay` for `adamw`) whose tuple of states is kept as one NamedTuple
+(``RmspropState``, ``AdamState``), so that ``state.timestep``, ``state.velocity`` and
+``state.scaling_factor`` read as before. All rules are element-wise on every leaf; ``g`` is the
+gradient, ``t`` the step count after increment (1 on the first update, so the bias corrections
+``1 - β^t`` are never 0), ``lr`` the learning rate (a float or a schedule ``lr(t)``). Every
+constant is cast to the leaf's dtype.
 """
 
 from __future__ import annotations
@@ -22,21 +23,23 @@ from nnrs_jax.optim.base import (
     check_positive,
     flatten_state,
 )
-from nnrs_jax.optim.transforms import (
-    AddDecayedWeightsState,
-    Mask,
-    MaskFn,
+from nnrs_jax.optim.combine import chain
+from nnrs_jax.optim.scaling import (
     ScaleByAdamaxState,
     ScaleByAdamState,
     ScaleByLearningRateState,
     ScaleByRmsState,
-    add_decayed_weights,
-    chain,
     check_moments,
     scale_by_adam,
     scale_by_adamax,
     scale_by_learning_rate,
     scale_by_rms,
+)
+from nnrs_jax.optim.weight_decay import (
+    AddDecayedWeightsState,
+    Mask,
+    MaskFn,
+    add_decayed_weights,
 )
 from nnrs_jax.schedules import Schedule
 

@@ -3,8 +3,9 @@
 An optimizer is a pair of pure functions over pytrees: ``init(params) -> state`` and
 ``update(grads, state, params=None) -> (updates, new_state)``. Updates already carry the sign and
 the learning rate, so a training step is ``params = apply_updates(params, updates)``. The small
-transformations of `nnrs_jax.optim.transforms` (clipping, momentum, Adam's scaling, the learning
-rate) are `Optimizer` values too, so `chain` composes them into one.
+transformations (`nnrs_jax.optim.scaling`: the learning rate, momentum, Adam's scaling;
+`nnrs_jax.optim.clipping`; `nnrs_jax.optim.weight_decay`) are `Optimizer` values too, so `chain`
+(`nnrs_jax.optim.combine`) composes them into one.
 """
 
 from __future__ import annotations
@@ -149,6 +150,12 @@ def zeros_like_params(name: str, params: Params) -> Params:
 def zero_timestep() -> jax.Array:
     """The step count before the first update: an int32 scalar 0."""
     return jnp.zeros((), jnp.int32)
+
+
+def stateless_init(name: str, state_type: type, params: Params) -> NamedTuple:
+    """The ``init`` of a transformation without state: check ``params``, return ``state_type()``."""
+    check_floating(name, params)
+    return state_type()
 
 
 def map_leaves(rule: Callable[..., tuple[jax.Array, ...]], n_out: int, *trees: Any) -> tuple:

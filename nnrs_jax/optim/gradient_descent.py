@@ -1,6 +1,6 @@
 """Gradient descent with and without momentum: `sgd`, `momentum`, `nesterov`.
 
-Each is a `chain` of transformations from `nnrs_jax.optim.transforms` whose tuple of states is
+Each is a `chain` of transformations from `nnrs_jax.optim.scaling` whose tuple of states is
 kept as one NamedTuple (``SgdState``, ``MomentumState``), so that ``state.timestep`` and
 ``state.velocity`` read as before. All rules are element-wise on every leaf; ``g`` is the
 gradient, ``t`` the step count after increment (1 on the first update), ``lr`` the learning rate
@@ -15,10 +15,10 @@ import jax
 
 from nnrs_jax._validate import check_probability
 from nnrs_jax.optim.base import Optimizer, Params, check_learning_rate, flatten_state
-from nnrs_jax.optim.transforms import (
+from nnrs_jax.optim.combine import chain
+from nnrs_jax.optim.scaling import (
     ScaleByLearningRateState,
     ScaleByMomentumState,
-    chain,
     scale_by_learning_rate,
     scale_by_momentum,
 )

@@ -1,54 +1,25 @@
-"""Gradient transformations, each an `Optimizer`, and `chain`, which composes them.
+"""Transformations that rescale the gradient: the learning rate, momentum, RMS, Adam, AdaMax.
 
-A transformation maps a gradient tree (or the output of the transformation before it) to a tree
-of the same structure, shapes and dtypes. `chain` feeds each one's output to the next; its state
-is the tuple of their states. The seven classic optimizers are chains of these pieces, e.g.
-``adam(lr) = chain(scale_by_adam(b1, b2, eps), scale_by_learning_rate(lr))``; the descent sign
-and the step size come from `scale_by_learning_rate`, usually last.
-
-In every rule ``g`` is the incoming tree, element-wise on each leaf unless said otherwise, and
-``t`` the transformation's own step count after increment (1 on the first update). Every
-constant is cast to the leaf's dtype, so float32 and float64 leaves keep their dtype.
-
-Example: clip the gradient, take Adam's direction, add decoupled weight decay on the weight
-matrices only, then step by the learning rate:
-
-    >>> import jax.numpy as jnp, numpy as np
-    >>> from nnrs_jax.optim import (add_decayed_weights, apply_updates, chain,
-    ...     clip_by_global_norm, matrices_only, scale_by_adam, scale_by_learning_rate)
-    >>> opt = chain(clip_by_global_norm(1.0), scale_by_adam(),
-    ...             add_decayed_weights(1e-2, mask=matrices_only), scale_by_learning_rate(0.1))
-    >>> params = {"w": jnp.ones((2, 2), jnp.float32), "b": jnp.ones(2, jnp.float32)}
-    >>> state = opt.init(params)
-    >>> [type(s).__name__ for s in state]  # doctest: +NORMALIZE_WHITESPACE
-    ['ClipByGlobalNormState', 'ScaleByAdamState',
-     'AddDecayedWeightsState', 'ScaleByLearningRateState']
-    >>> updates, state = opt.update(params, state, params)
-    >>> np.round(np.asarray(updates["w"], np.float64), 4)  # -0.1·(1 + 0.01): decayed
-    array([[-0.101, -0.101],
-           [-0.101, -0.101]])
-    >>> np.round(np.asarray(updates["b"], np.float64), 4)  # -0.1·1: a vector, not decayed
-    array([-0.1, -0.1])
+Each is an `Optimizer` meant to be composed by `chain`. In every rule ``g`` is the incoming tree,
+element-wise on each leaf, and ``t`` the transformation's own step count after increment (1 on
+the first update). Every constant is cast to the leaf's dtype, so float32 and float64 leaves keep
+their dtype. `check_moments` validates the hyperparameters that the Adam family shares.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from nnrs_jax._validate import check_float, check_probability
+from nnrs_jax._validate import check_bool, check_probability
 from nnrs_jax.optim.base import (
     Optimizer,
-    OptState,
     Params,
     Updates,
     bias_correction,
     bind,
-    brief,
     check_floating,
     check_grads,
     check_learning_rate,
@@ -62,102 +33,17 @@ from nnrs_jax.optim.base import (
 from nnrs_jax.schedules import Schedule
 
 __all__ = [
-    "AddDecayedWeightsState",
-    "ClipByGlobalNormState",
-    "ClipState",
     "ScaleByAdamState",
     "ScaleByAdamaxState",
     "ScaleByLearningRateState",
     "ScaleByMomentumState",
     "ScaleByRmsState",
-    "add_decayed_weights",
-    "chain",
-    "clip",
-    "clip_by_global_norm",
-    "matrices_only",
     "scale_by_adam",
     "scale_by_adamax",
     "scale_by_learning_rate",
     "scale_by_momentum",
     "scale_by_rms",
 ]
-
-Mask = Any  # a pytree of bools with the structure of the params
-MaskFn = Callable[[Params], Mask]
-
-
-# --- chain ------------------------------------------------------------------------------------
-
-
-def chain(*transforms: Optimizer) -> Optimizer:
-    r"""Compose transformations: each one's updates are the next one's input.
-
-    .. math::
-
-        u = T_n(\dots T_2(T_1(g)))
-
-    where each ``T_i`` also sees ``params`` and keeps its own state. ``chain()`` is the
-    identity. Any object with ``init`` and ``update`` functions of this contract can be a link,
-    e.g. a transformation from another library with the same signature.
-
-    Args:
-        *transforms: `Optimizer` values (or pairs with callable ``init`` and ``update``).
-
-    Returns:
-        An `Optimizer` whose state is the tuple of the children's states, in order.
-
-    Raises:
-        TypeError: if an argument has no callable ``init`` and ``update``.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> from nnrs_jax.optim import chain, clip, scale_by_learning_rate
-        >>> opt = chain(clip(1.0), scale_by_learning_rate(0.5))
-        >>> g = {"x": jnp.array([0.5, -4.0], jnp.float32)}
-        >>> updates, state = opt.update(g, opt.init(g))
-        >>> updates["x"]  # -0.5·clip(g, -1, 1)
-        Array([-0.25,  0.5 ], dtype=float32)
-        >>> int(state[1].timestep)
-        1
-    """
-    for i, transform in enumerate(transforms):
-        if not (
-            callable(getattr(transform, "init", None))
-            and callable(getattr(transform, "update", None))
-        ):
-            raise TypeError(
-                f"chain: argument {i} must be an Optimizer (init and update functions), "
-                f"got {type(transform).__name__}"
-            )
-    return Optimizer(bind(_chain_init, transforms), bind(_chain_update, transforms))
-
-
-def _chain_init(transforms: tuple[Optimizer, ...], params: Params) -> tuple[OptState, ...]:
-    return tuple(transform.init(params) for transform in transforms)
-
-
-def _chain_update(
-    transforms: tuple[Optimizer, ...],
-    grads: Updates,
-    state: tuple[OptState, ...],
-    params: Params | None = None,
-) -> tuple[Updates, tuple[OptState, ...]]:
-    if not isinstance(state, tuple) or len(state) != len(transforms):
-        got = f"{len(state)}-tuple" if isinstance(state, tuple) else type(state).__name__
-        raise TypeError(
-            f"chain: the state must be the tuple of the {len(transforms)} children's states, "
-            f"got a {got}"
-        )
-    new_state = []
-    for transform, child_state in zip(transforms, state, strict=True):
-        grads, child_state = transform.update(grads, child_state, params)
-        new_state.append(child_state)
-    return grads, tuple(new_state)
-
-
-def _stateless_init(name: str, state_type: type, params: Params) -> NamedTuple:
-    check_floating(name, params)
-    return state_type()
 
 
 # --- the learning rate ------------------------------------------------------------------------
@@ -270,7 +156,7 @@ def scale_by_momentum(momentum: float = 0.9, nesterov: bool = False) -> Optimize
     """
     name = "scale_by_momentum"
     momentum = check_probability(name, "momentum", momentum)
-    nesterov = _check_bool(name, "nesterov", nesterov)
+    nesterov = check_bool(name, "nesterov", nesterov)
     return Optimizer(bind(_momentum_init), bind(_momentum_update, momentum, nesterov))
 
 
@@ -417,7 +303,7 @@ def scale_by_adam(
     """
     name = "scale_by_adam"
     b1, b2, eps = check_moments(name, b1, b2, eps)
-    nesterov = _check_bool(name, "nesterov", nesterov)
+    nesterov = check_bool(name, "nesterov", nesterov)
     return Optimizer(
         bind(_adam_init, name, ScaleByAdamState), bind(_adam_update, b1, b2, eps, nesterov)
     )
@@ -532,218 +418,3 @@ def _adamax_update(
 
     updates, m, u = map_leaves(rule, 3, grads, state.velocity, state.scaling_factor)
     return updates, ScaleByAdamaxState(timestep=t, velocity=m, scaling_factor=u)
-
-
-# --- clipping ---------------------------------------------------------------------------------
-
-
-class ClipState(NamedTuple):
-    """State of `clip`: empty."""
-
-
-def clip(max_delta: float) -> Optimizer:
-    r"""Clip every entry to ``[-max_delta, max_delta]``.
-
-    .. math::
-
-        u = \min(\max(g, -\delta), \delta)
-
-    Reference: Mikolov 2012, "Statistical language models based on neural networks", PhD
-    thesis, Brno University of Technology, section 3.2.
-
-    Args:
-        max_delta: ``δ``, a finite float > 0.
-
-    Returns:
-        An `Optimizer` whose state is `ClipState`.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> from nnrs_jax.optim import clip
-        >>> opt = clip(1.0)
-        >>> g = {"x": jnp.array([0.5, -3.0], jnp.float32)}
-        >>> opt.update(g, opt.init(g))[0]["x"]
-        Array([ 0.5, -1. ], dtype=float32)
-    """
-    max_delta = check_positive("clip", "max_delta", max_delta)
-    return Optimizer(bind(_stateless_init, "clip", ClipState), bind(_clip_update, max_delta))
-
-
-def _clip_update(
-    max_delta: float, grads: Updates, state: ClipState, params: Params | None = None
-) -> tuple[Updates, ClipState]:
-    check_grads("clip", grads, None, params)
-    return jax.tree.map(lambda g: jnp.clip(g, -max_delta, max_delta), grads), state
-
-
-class ClipByGlobalNormState(NamedTuple):
-    """State of `clip_by_global_norm`: empty."""
-
-
-def clip_by_global_norm(max_norm: float) -> Optimizer:
-    r"""Scale the whole tree down so that its global L2 norm is at most ``max_norm``.
-
-    .. math::
-
-        \|g\| = \sqrt{\textstyle\sum_{\text{leaves}} \sum g^2}, \qquad
-        u = g \cdot \frac{c}{\max(\|g\|, c)}
-
-    A tree whose norm is at most ``c`` passes unchanged (the factor is exactly 1); otherwise
-    every leaf is scaled by the same factor, so the direction is kept. The norm is accumulated
-    in the widest dtype of the leaves (at least float32). Reference: Pascanu, Mikolov & Bengio
-    2013, "On the difficulty of training recurrent neural networks", Algorithm 1.
-
-    Args:
-        max_norm: ``c``, a finite float > 0.
-
-    Returns:
-        An `Optimizer` whose state is `ClipByGlobalNormState`.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> from nnrs_jax.optim import clip_by_global_norm
-        >>> opt = clip_by_global_norm(1.0)
-        >>> g = {"a": jnp.array([3.0], jnp.float32), "b": jnp.array([4.0], jnp.float32)}
-        >>> updates, _ = opt.update(g, opt.init(g))  # ‖g‖ = 5
-        >>> updates["a"], updates["b"]
-        (Array([0.6], dtype=float32), Array([0.8], dtype=float32))
-    """
-    name = "clip_by_global_norm"
-    max_norm = check_positive(name, "max_norm", max_norm)
-    return Optimizer(
-        bind(_stateless_init, name, ClipByGlobalNormState), bind(_global_norm_update, max_norm)
-    )
-
-
-def _global_norm_update(
-    max_norm: float, grads: Updates, state: ClipByGlobalNormState, params: Params | None = None
-) -> tuple[Updates, ClipByGlobalNormState]:
-    check_grads("clip_by_global_norm", grads, None, params)
-    leaves = jax.tree.leaves(grads)
-    if not leaves:
-        return grads, state
-    wide = max((jnp.result_type(g) for g in leaves), key=lambda d: d.itemsize)
-    if wide.itemsize < 4:
-        wide = jnp.dtype(jnp.float32)
-    norm = jnp.sqrt(sum(jnp.sum(jnp.square(g.astype(wide))) for g in leaves))
-    factor = max_norm / jnp.maximum(norm, max_norm)
-    return jax.tree.map(lambda g: g * factor.astype(g.dtype), grads), state
-
-
-# --- decoupled weight decay -------------------------------------------------------------------
-
-
-class AddDecayedWeightsState(NamedTuple):
-    """State of `add_decayed_weights`: empty."""
-
-
-def matrices_only(params: Params) -> Mask:
-    """The weight-decay mask that exempts vectors and scalars: ``True`` where ``ndim >= 2``.
-
-    Pass it as ``mask`` to `add_decayed_weights` or `adamw` to decay weight matrices and
-    kernels but not biases or normalisation scales.
-
-    Args:
-        params: a pytree of arrays.
-
-    Returns:
-        A pytree of Python bools with the structure of ``params``.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> from nnrs_jax import DenseParams
-        >>> from nnrs_jax.optim import matrices_only
-        >>> matrices_only([DenseParams(w=jnp.ones((3, 2)), b=jnp.ones(2))])
-        [DenseParams(w=True, b=False)]
-    """
-    return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
-
-
-def add_decayed_weights(rate: float, mask: Mask | MaskFn | None = None) -> Optimizer:
-    r"""Add ``rate·params`` to the updates: decoupled weight decay.
-
-    .. math::
-
-        u = g + \lambda \, p \quad\text{where the mask is true,}\qquad u = g \quad\text{elsewhere}
-
-    Placed after an adaptive scaling and before `scale_by_learning_rate`, the decay is not
-    divided by Adam's RMS, unlike an L2 penalty added to the loss: this is AdamW's decoupled
-    decay, and the step is ``-lr·(adam + λ·p)``. Reference: Loshchilov & Hutter 2019,
-    "Decoupled weight decay regularization", ICLR, Algorithm 2.
-
-    Args:
-        rate: ``λ``, a finite float >= 0.
-        mask: ``None`` to decay every leaf; a pytree of bools with the structure of the params
-            (``True`` = decay); or a function ``params -> that pytree``, e.g. `matrices_only`,
-            which exempts biases.
-
-    Returns:
-        An `Optimizer` whose state is `AddDecayedWeightsState`. Its ``update`` needs
-        ``params``.
-
-    Raises:
-        ValueError: (from ``update``) if ``params`` is not given.
-        TypeError: if the mask's leaves are not bools, or (from ``update``) its tree does not
-            match the params.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> from nnrs_jax.optim import add_decayed_weights, matrices_only
-        >>> opt = add_decayed_weights(0.1, mask=matrices_only)
-        >>> params = {"w": jnp.ones((1, 2), jnp.float32), "b": jnp.ones(2, jnp.float32)}
-        >>> grads = {"w": jnp.zeros((1, 2), jnp.float32), "b": jnp.zeros(2, jnp.float32)}
-        >>> updates, _ = opt.update(grads, opt.init(params), params)
-        >>> updates["w"], updates["b"]
-        (Array([[0.1, 0.1]], dtype=float32), Array([0., 0.], dtype=float32))
-    """
-    name = "add_decayed_weights"
-    rate = check_float(name, "rate", rate, low=0.0)
-    if mask is not None and not callable(mask):
-        _check_mask_leaves(name, mask)
-    return Optimizer(
-        bind(_stateless_init, name, AddDecayedWeightsState), bind(_decay_update, rate, mask)
-    )
-
-
-def _check_mask_leaves(name: str, mask: Mask) -> None:
-    with_paths, _ = jax.tree_util.tree_flatten_with_path(mask)
-    for path, leaf in with_paths:
-        if not isinstance(leaf, bool | np.bool_):
-            raise TypeError(
-                f"{name}: mask{jax.tree_util.keystr(path)} must be a bool, "
-                f"got {type(leaf).__name__}"
-            )
-
-
-def _decay_update(
-    rate: float,
-    mask: Mask | MaskFn | None,
-    grads: Updates,
-    state: AddDecayedWeightsState,
-    params: Params | None = None,
-) -> tuple[Updates, AddDecayedWeightsState]:
-    name = "add_decayed_weights"
-    if params is None:
-        raise ValueError(f"{name}: update needs params (the decay is rate·params), got None")
-    check_grads(name, grads, None, params)
-    if mask is None:
-        keep = jax.tree.map(lambda _: True, params)
-    else:
-        keep = mask(params) if callable(mask) else mask
-        _check_mask_leaves(name, keep)
-        if jax.tree.structure(keep) != jax.tree.structure(params):
-            raise TypeError(
-                f"{name}: the mask tree does not match the params tree: expected "
-                f"{brief(jax.tree.structure(params))}, got {brief(jax.tree.structure(keep))}"
-            )
-
-    def rule(g: jax.Array, p: jax.Array, decay: bool) -> jax.Array:
-        return g + rate * jnp.asarray(p).astype(g.dtype) if decay else g
-
-    return jax.tree.map(rule, grads, params, keep), state
-
-
-def _check_bool(name: str, arg: str, value: Any) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        raise TypeError(f"{name}: {arg} must be a bool, got {value!r} ({type(value).__name__})")
-    return bool(value)
