@@ -260,3 +260,12 @@ def test_validation_split_and_early_stopping_flags(needs_mnist, tmp_path):
     assert lonely.returncode == 2 and "add --validation-split" in lonely.stderr
     bad = run("train", "--validation-split", "1.5", tmp_path=tmp_path)
     assert bad.returncode == 2 and "fraction in (0, 1)" in bad.stderr
+
+
+def test_every_flag_of_every_command_has_help():
+    from nnrs_jax.cli.parser import build_parser
+
+    _, commands = build_parser("nnrs-jax")
+    for name, command in commands.items():
+        missing = [a.dest for a in command._actions if not a.help and a.dest != "help"]
+        assert missing == [], f"{name}: flags without help: {missing}"

@@ -132,14 +132,18 @@ def build_parser(
                        help="mlp: dense layers from --arch (default recipe: 784-1024-512-10); "
                        "cnn: the CNN recipe (nj.recipes.cnn, docs/cnn_recipe.md), "
                        f"{nj.recipes.CNN.epochs} epochs of "
-                       f"{nj.recipes.CNN.batch_size}")  # fmt: skip
+                       f"{nj.recipes.CNN.batch_size}, random shifts of one pixel")  # fmt: skip
     train.add_argument("--arch", default=d["arch"], type=parse_arch, help="e.g. 784-64-32-16-10")
-    train.add_argument("--activation", default=d["activation"], choices=sorted(ACTIVATIONS))
-    train.add_argument("--init", default=d["init"], choices=["he", "lecun", "glorot"])
+    train.add_argument("--activation", default=d["activation"], choices=sorted(ACTIVATIONS),
+                       help=f"hidden activation of the MLP ({d['activation']})")  # fmt: skip
+    train.add_argument("--init", default=d["init"], choices=["he", "lecun", "glorot"],
+                       help=f"weight initialization of the MLP ({d['init']})")  # fmt: skip
     train.add_argument("--regularizer", default=d["regularizer"], type=_regularizer_flag,
                        help="none | l1:LAM | l2:LAM | elastic_net:L1,L2")  # fmt: skip
-    train.add_argument("--loss", default=d["loss"], choices=sorted(LOSSES))
-    train.add_argument("--optimizer", default=d["optimizer"], choices=sorted(OPTIMIZERS))
+    train.add_argument("--loss", default=d["loss"], choices=sorted(LOSSES),
+                       help=f"training loss ({d['loss']})")  # fmt: skip
+    train.add_argument("--optimizer", default=d["optimizer"], choices=sorted(OPTIMIZERS),
+                       help=f"optimizer ({d['optimizer']})")  # fmt: skip
     train.add_argument(
         "--lr",
         type=_positive_float,
@@ -203,7 +207,8 @@ def build_parser(
         "run the same command on each process; process 0 prints and writes the files")  # fmt: skip
     scale.add_argument("--coordinator", metavar="HOST:PORT",
                        help="address of process 0 (else JAX_COORDINATOR_ADDRESS)")  # fmt: skip
-    scale.add_argument("--num-processes", type=_positive_int, metavar="N")
+    scale.add_argument("--num-processes", type=_positive_int, metavar="N",
+                       help="how many processes take part")  # fmt: skip
     scale.add_argument("--process-id", type=int, metavar="I", help="this process, 0 to N-1")
     scale.add_argument("--distributed", action="store_true",
                        help="join a run described by the environment: JAX_COORDINATOR_ADDRESS "
@@ -226,7 +231,8 @@ def build_parser(
         "rank", help="rank the optimizers or activations on MNIST and test the seed's claim",
         description=RANK_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    rank.add_argument("what", choices=["optimizers", "activations"])
+    rank.add_argument("what", choices=["optimizers", "activations"],
+                      help="the claim to test: optimizers or activations")  # fmt: skip
     full = ranking.FULL
     rank.add_argument("--seeds", type=_at_least_two,
                       help=f"seeds per variant at the chosen rate ({full.seeds})")  # fmt: skip
