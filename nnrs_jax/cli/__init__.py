@@ -22,9 +22,15 @@ from nnrs_jax.cli.train import evaluate_command, train_command
 __all__ = ["DEFAULT_RECIPE", "build_model", "build_optimizer", "main"]
 
 
+DESCRIPTION = (
+    "nnrs-jax: train on MNIST, evaluate a saved model, rerun the nn-rs MNIST table, or test "
+    "nn-rs's rankings of optimizers and activations (also: python -m nnrs_jax)"
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nnrs-jax`` console script; returns the exit code."""
-    parser, commands = build_parser(__doc__.split("\n")[0])
+    parser, commands = build_parser(DESCRIPTION)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv or ["train"])
     if args.command is None:

@@ -25,7 +25,7 @@ from nnrs_jax.cli.specs import (
 
 TOLERANCE = 1.5
 
-RANK_HELP = f"""Rank the optimizers or the activations on MNIST and test the seed's claimed order:
+RANK_HELP = f"""Rank the optimizers or the activations on MNIST and test nn-rs's claimed order:
   optimizers:  {ranking.OPTIMIZER_CLAIM}
                (784-16-10 ELU, He init; GD full batch, the others mini-batch)
   activations: {ranking.ACTIVATION_CLAIM}
@@ -177,7 +177,7 @@ def build_parser(
                        help=f"learning-rate schedule (default: {d['schedule']} for epochs, "
                        "constant for --steps)")  # fmt: skip
     mode = train.add_mutually_exclusive_group()
-    mode.add_argument("--steps", type=int, help="full-batch gradient steps (the seed's mode)")
+    mode.add_argument("--steps", type=int, help="full-batch gradient steps (nn-rs's mode)")
     mode.add_argument("--epochs", type=_positive_int, help=f"mini-batch epochs ({d['epochs']})")
     train.add_argument("--batch-size", type=_positive_int,
                        help=f"mini-batch size ({d['batch_size']})")  # fmt: skip
@@ -194,7 +194,7 @@ def build_parser(
                        "command to resume an interrupted run (removed at the end)")  # fmt: skip
     _data_flags(train)
     train.add_argument("--save", help="write the trained model to this .npz file")
-    train.add_argument("--save-csv", help="write the weights in the seed's CSV format here")
+    train.add_argument("--save-csv", help="write the weights in nn-rs's CSV format here")
     train.add_argument("--log-every", default=10, type=_positive_int, metavar="N",
                        help="full batch: read the metrics back every N steps (10)")  # fmt: skip
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -218,17 +218,17 @@ def build_parser(
     evaluate.add_argument("--load", required=True, help="a .npz written by train --save")
     _data_flags(evaluate)
 
-    reproduce = commands.add_parser("reproduce", help="rerun the seed's published MNIST table")
+    reproduce = commands.add_parser("reproduce", help="rerun the MNIST table nn-rs published")
     reproduce.add_argument("--rows", help="row numbers, e.g. 1 or 2,4 or 1-3 (default: all)")
     reproduce.add_argument("--seeds", default=1, type=_positive_int,
-                           help="average each row over this many seeds")  # fmt: skip
+                           help="average each row over this many random seeds")  # fmt: skip
     reproduce.add_argument("--tolerance", default=TOLERANCE, type=_tolerance, metavar="POINTS",
                            help="exit with status 1 if a row's accuracy is more than POINTS "
-                           f"below the seed's (default {TOLERANCE})")  # fmt: skip
+                           f"below nn-rs's (default {TOLERANCE})")  # fmt: skip
     _data_flags(reproduce)
 
     rank = commands.add_parser(
-        "rank", help="rank the optimizers or activations on MNIST and test the seed's claim",
+        "rank", help="rank the optimizers or activations on MNIST and test nn-rs's claim",
         description=RANK_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     rank.add_argument("what", choices=["optimizers", "activations"],
