@@ -269,3 +269,27 @@ def test_every_flag_of_every_command_has_help():
     for name, command in commands.items():
         missing = [a.dest for a in command._actions if not a.help and a.dest != "help"]
         assert missing == [], f"{name}: flags without help: {missing}"
+
+
+def test_the_default_flags_build_the_mlp_recipe():
+    """`nnrs-jax train`'s defaults and `nj.recipes` are one recipe: same model, same training."""
+    import jax
+
+    import nnrs_jax as nj
+    from nnrs_jax.cli import DEFAULT_RECIPE, build_model
+    from nnrs_jax.cli.specs import parse_arch
+
+    spec = {k: DEFAULT_RECIPE[k] for k in ("arch", "activation", "init", "regularizer", "loss")}
+    spec["arch"] = parse_arch(spec["arch"])
+    flags, recipe = build_model(spec), nj.recipes.mlp()
+    key = jax.random.key(3)
+    a, b = flags.init(key), recipe.init(key)
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+    x = np.random.default_rng(0).random((4, 784), dtype=np.float32)
+    np.testing.assert_array_equal(np.asarray(flags.apply(a, x)), np.asarray(recipe.apply(b, x)))
+    assert float(flags.penalty(a)[0]) == float(recipe.penalty(b)[0])
+    trained = {
+        k: DEFAULT_RECIPE[k] for k in ("optimizer", "lr", "schedule", "epochs", "batch_size")
+    }
+    assert trained == {k: getattr(nj.recipes.MLP, k) for k in trained}
