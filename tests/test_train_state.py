@@ -9,6 +9,7 @@ import pytest
 from helpers import assert_trees_equal, toy_classes
 
 import nnrs_jax as nj
+from nnrs_jax.layers.dense import Pretransposed
 
 
 @pytest.fixture
@@ -110,7 +111,7 @@ def test_a_user_written_layer_first_trains_in_full_batch_and_mini_batch(toy):
 
 def test_prepare_is_only_used_where_it_applies(toy):
     x, _ = toy
-    assert isinstance(nj.serial(nj.dense(6, 3)).prepare(jnp.asarray(x)), nj.Pretransposed)
+    assert isinstance(nj.serial(nj.dense(6, 3)).prepare(jnp.asarray(x)), Pretransposed)
     plain = nj.serial(nj.relu(), nj.dense(6, 3)).prepare(jnp.asarray(x))
     assert isinstance(plain, jax.Array) and plain.shape == x.shape
 

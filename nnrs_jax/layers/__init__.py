@@ -3,7 +3,6 @@
 from nnrs_jax.layers.activations import elu, leaky_relu, relu, selu, sigmoid, softmax, tanh
 from nnrs_jax.layers.base import (
     Layer,
-    Pretransposed,
     backward,
     context_layer,
     forward,
@@ -24,7 +23,6 @@ __all__ = [
     "Conv2dParams",
     "DenseParams",
     "Layer",
-    "Pretransposed",
     "avg_pool",
     "backward",
     "batch_norm",

@@ -7,12 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from nnrs_jax._validate import check_int
-from nnrs_jax.layers.base import Pretransposed
 
 
-def floating_input(name: str, x: jax.Array | Pretransposed, arg: str = "x") -> jax.Array:
-    """``x`` as a plain array (unwrapping `Pretransposed`), after `check_floating`."""
-    x = x.x if isinstance(x, Pretransposed) else x
+def floating_input(name: str, x: jax.Array, arg: str = "x") -> jax.Array:
+    """``x`` itself, after `check_floating`."""
     check_floating(name, x, arg)
     return x
 

@@ -26,7 +26,6 @@ from nnrs_jax.regularizers import Regularizer
 
 __all__ = [
     "Layer",
-    "Pretransposed",
     "backward",
     "context_layer",
     "forward",
@@ -90,24 +89,6 @@ def _same_input(x: jax.Array) -> jax.Array:
     return x
 
 
-class Pretransposed(NamedTuple):
-    """A `dense` layer's input ``x`` ``(batch, in_dim)`` with a row-major copy ``x_t`` of ``xᵀ``.
-
-    When one ``x`` feeds every step (full-batch training), a first `dense` layer computes
-    ``dW = xᵀ·dy`` as the plain product ``x_t·dy`` instead of a product with a transposed
-    operand, which CPUs run about 1.7× faster. Only `dense` makes it (its ``prepare``) and reads
-    it; `serial` hands a prepared input to its first layer only.
-    """
-
-    x: jax.Array
-    x_t: jax.Array
-
-    @classmethod
-    def of(cls, x: jax.Array) -> Pretransposed:
-        """Wrap ``x`` with a materialised transpose (one copy, made once)."""
-        return cls(x, jax.jit(lambda a: a.T)(x))
-
-
 class Layer(NamedTuple):
     """A layer: pure functions, composable with `serial`.
 
@@ -129,7 +110,8 @@ class Layer(NamedTuple):
             updates it (batch norm's running statistics).
         prepare: ``prepare(x) -> x'``, called once on an input that every step reuses
             (full-batch training); the layer's ``apply``/``backward`` must accept ``x'``.
-            Identity by default; `dense` returns a `Pretransposed`.
+            Identity by default; `dense` keeps a transposed copy of ``x``
+            (`nnrs_jax.layers.dense.Pretransposed`), which only it reads.
     """
 
     init: Callable[[PRNGKey], Params]

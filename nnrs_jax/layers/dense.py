@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from nnrs_jax import initializers
 from nnrs_jax._validate import check_int
 from nnrs_jax.layers._checks import check_input, floating_input
-from nnrs_jax.layers.base import Layer, Pretransposed, weight_penalty
+from nnrs_jax.layers.base import Layer, weight_penalty
 from nnrs_jax.regularizers import Regularizer
 
 __all__ = ["DenseParams", "dense"]
@@ -21,6 +21,24 @@ class DenseParams(NamedTuple):
 
     w: jax.Array
     b: jax.Array
+
+
+class Pretransposed(NamedTuple):
+    """A `dense` layer's input ``x`` ``(batch, in_dim)`` with a row-major copy ``x_t`` of ``xᵀ``.
+
+    When one ``x`` feeds every step (full-batch training), a first `dense` layer computes
+    ``dW = xᵀ·dy`` as the plain product ``x_t·dy`` instead of a product with a transposed
+    operand, which CPUs run about 1.7× faster. Only `dense` makes it (its ``prepare``) and reads
+    it; `serial` hands a prepared input to its first layer only.
+    """
+
+    x: jax.Array
+    x_t: jax.Array
+
+    @classmethod
+    def of(cls, x: jax.Array) -> Pretransposed:
+        """Wrap ``x`` with a materialised transpose (one copy, made once)."""
+        return cls(x, jax.jit(lambda a: a.T)(x))
 
 
 def dense(
@@ -72,14 +90,14 @@ def dense(
         return DenseParams(w=w, b=jnp.zeros((out_dim,), dtype))
 
     def apply(params: DenseParams, x: jax.Array | Pretransposed) -> jax.Array:
-        x = floating_input(name, x)
+        x = floating_input(name, x.x if isinstance(x, Pretransposed) else x)
         check_input(name, x, features=in_dim)
         return x @ params.w + params.b[None, :]
 
     def backward(
         params: DenseParams, x: jax.Array | Pretransposed, grad_y: jax.Array
     ) -> tuple[DenseParams, jax.Array]:
-        x_t = x.x_t if isinstance(x, Pretransposed) else None
+        x, x_t = (x.x, x.x_t) if isinstance(x, Pretransposed) else (x, None)
         x = floating_input(name, x)
         check_input(name, x, features=in_dim)
         check_input(name, grad_y, features=out_dim, arg="grad_y")
