@@ -122,7 +122,9 @@ def check_tree(
             )
 
 
-def check_grads(name: str, grads: Updates, buffer: Params | None, params: Params | None) -> None:
+def check_gradient_tree(
+    name: str, grads: Updates, buffer: Params | None, params: Params | None
+) -> None:
     """Check ``grads`` against a state buffer (structure, shapes, dtypes) and ``params``."""
     if buffer is not None:
         check_tree(name, grads, buffer, arg="grads", reference="the optimizer state")
@@ -337,7 +339,7 @@ def _flat_update(
             f"{name}: state must be of type {state_type.__name__}, got {type(state).__name__}"
         )
     buffers = [getattr(state, field) for field in state._fields if field != "timestep"]
-    check_grads(name, grads, buffers[0] if buffers else None, params)
+    check_gradient_tree(name, grads, buffers[0] if buffers else None, params)
     children = tuple(
         child(**{field: getattr(state, field) for field in child._fields}) for child in layout
     )

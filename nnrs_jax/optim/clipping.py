@@ -16,7 +16,7 @@ from nnrs_jax.optim.base import (
     Params,
     Updates,
     bind,
-    check_grads,
+    check_gradient_tree,
     check_positive,
     stateless_init,
 )
@@ -59,7 +59,7 @@ def clip(max_delta: float) -> Optimizer:
 def _clip_update(
     max_delta: float, grads: Updates, state: ClipState, params: Params | None = None
 ) -> tuple[Updates, ClipState]:
-    check_grads("clip", grads, None, params)
+    check_gradient_tree("clip", grads, None, params)
     return jax.tree.map(lambda g: jnp.clip(g, -max_delta, max_delta), grads), state
 
 
@@ -105,7 +105,7 @@ def clip_by_global_norm(max_norm: float) -> Optimizer:
 def _global_norm_update(
     max_norm: float, grads: Updates, state: ClipByGlobalNormState, params: Params | None = None
 ) -> tuple[Updates, ClipByGlobalNormState]:
-    check_grads("clip_by_global_norm", grads, None, params)
+    check_gradient_tree("clip_by_global_norm", grads, None, params)
     leaves = jax.tree.leaves(grads)
     if not leaves:
         return grads, state

@@ -21,7 +21,7 @@ from nnrs_jax.optim.base import (
     bias_correction,
     bind,
     check_floating,
-    check_grads,
+    check_gradient_tree,
     check_learning_rate,
     check_positive,
     in_dtype,
@@ -106,7 +106,7 @@ def _learning_rate_update(
     params: Params | None = None,
 ) -> tuple[Updates, ScaleByLearningRateState]:
     name = "scale_by_learning_rate"
-    check_grads(name, grads, None, params)
+    check_gradient_tree(name, grads, None, params)
     t = state.timestep + 1
     lr = learning_rate_at(name, learning_rate, t)
     updates = jax.tree.map(lambda g: -in_dtype(lr, g.dtype) * g, grads)
@@ -171,7 +171,7 @@ def _momentum_update(
     state: ScaleByMomentumState,
     params: Params | None = None,
 ) -> tuple[Updates, ScaleByMomentumState]:
-    check_grads("scale_by_momentum", grads, state.velocity, params)
+    check_gradient_tree("scale_by_momentum", grads, state.velocity, params)
 
     def rule(g: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
         v = mu * v + g
@@ -235,7 +235,7 @@ def _rms_init(params: Params) -> ScaleByRmsState:
 def _rms_update(
     decay: float, eps: float, grads: Updates, state: ScaleByRmsState, params: Params | None = None
 ) -> tuple[Updates, ScaleByRmsState]:
-    check_grads("scale_by_rms", grads, state.scaling_factor, params)
+    check_gradient_tree("scale_by_rms", grads, state.scaling_factor, params)
 
     def rule(g: jax.Array, s: jax.Array) -> tuple[jax.Array, jax.Array]:
         s = decay * s + (1.0 - decay) * g * g
@@ -335,7 +335,7 @@ def _adam_update(
     state: ScaleByAdamState,
     params: Params | None = None,
 ) -> tuple[Updates, ScaleByAdamState]:
-    check_grads("scale_by_adam", grads, state.velocity, params)
+    check_gradient_tree("scale_by_adam", grads, state.velocity, params)
     t = state.timestep + 1
 
     def rule(g: jax.Array, m: jax.Array, s: jax.Array) -> tuple[jax.Array, ...]:
@@ -407,7 +407,7 @@ def _adamax_update(
     state: ScaleByAdamaxState,
     params: Params | None = None,
 ) -> tuple[Updates, ScaleByAdamaxState]:
-    check_grads("scale_by_adamax", grads, state.velocity, params)
+    check_gradient_tree("scale_by_adamax", grads, state.velocity, params)
     t = state.timestep + 1
 
     def rule(g: jax.Array, m: jax.Array, u: jax.Array) -> tuple[jax.Array, ...]:

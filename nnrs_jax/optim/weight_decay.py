@@ -22,7 +22,7 @@ from nnrs_jax.optim.base import (
     Updates,
     bind,
     brief,
-    check_grads,
+    check_gradient_tree,
     stateless_init,
 )
 
@@ -124,7 +124,7 @@ def _decay_update(
     name = "add_decayed_weights"
     if params is None:
         raise ValueError(f"{name}: update needs params (the decay is rate·params), got None")
-    check_grads(name, grads, None, params)
+    check_gradient_tree(name, grads, None, params)
     if mask is None:
         keep = jax.tree.map(lambda _: True, params)
     else:

@@ -22,7 +22,7 @@ from nnrs_jax.optim.base import (
     bias_correction,
     bind,
     check_floating,
-    check_grads,
+    check_gradient_tree,
     zero_timestep,
     zeros_like_params,
 )
@@ -122,7 +122,7 @@ def _ema_update(
 ) -> tuple[Updates, EmaState]:
     if params is None:
         raise ValueError("ema: update needs params (the average is of params + updates), got None")
-    check_grads("ema", grads, state.average, params)
+    check_gradient_tree("ema", grads, state.average, params)
     updates, inner = optimizer.update(grads, state.inner, params)
     t = state.timestep + 1
 
@@ -247,7 +247,7 @@ def _accumulate_update(
     state: AccumulateState,
     params: Params | None = None,
 ) -> tuple[Updates, AccumulateState]:
-    check_grads("accumulate", grads, state.grad_sum, params)
+    check_gradient_tree("accumulate", grads, state.grad_sum, params)
     t = state.timestep + 1
     total = jax.tree.map(jnp.add, state.grad_sum, grads)
     if every == 1:
