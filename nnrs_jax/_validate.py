@@ -24,7 +24,7 @@ import numpy as np
 __all__ = ["check_bool", "check_choice", "check_float", "check_int", "check_probability"]
 
 
-def _describe(value: Any) -> str:
+def _shown(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
@@ -50,7 +50,7 @@ def check_float(
         ValueError: ``value`` is ``inf``, ``NaN`` or outside the bounds.
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: {arg} must be a float, got {_describe(value)}")
+        raise TypeError(f"{name}: {arg} must be a float, got {_shown(value)}")
     value = float(value)
     lo = "" if low is None else (f"> {low:g}" if low_open else f">= {low:g}")
     hi = "" if high is None else (f"< {high:g}" if high_open else f"<= {high:g}")
@@ -70,14 +70,14 @@ def check_float(
 def check_bool(name: str, arg: str, value: Any) -> bool:
     """``value`` as a ``bool`` (Python or NumPy ``bool_``; never an int such as 0 or 1)."""
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}: {arg} must be a bool, got {_describe(value)}")
+        raise TypeError(f"{name}: {arg} must be a bool, got {_shown(value)}")
     return bool(value)
 
 
 def check_int(name: str, arg: str, value: Any, *, low: int | None = None) -> int:
     """``value`` as an ``int`` (Python or NumPy integer, never ``bool``) with ``value >= low``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: {arg} must be an int, got {_describe(value)}")
+        raise TypeError(f"{name}: {arg} must be an int, got {_shown(value)}")
     value = int(value)
     if low is not None and value < low:
         raise ValueError(f"{name}: {arg} must be an int >= {low}, got {value}")
@@ -92,7 +92,7 @@ def check_probability(name: str, arg: str, value: Any) -> float:
 def check_choice(name: str, arg: str, value: Any, choices: tuple[str, ...]) -> str:
     """``value`` is one of the strings ``choices``."""
     if not isinstance(value, str):
-        raise TypeError(f"{name}: {arg} must be one of {choices}, got {_describe(value)}")
+        raise TypeError(f"{name}: {arg} must be one of {choices}, got {_shown(value)}")
     if value not in choices:
         raise ValueError(f"{name}: {arg} must be one of {choices}, got {value!r}")
     return value

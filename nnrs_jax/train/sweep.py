@@ -15,7 +15,7 @@ from nnrs_jax.data_checks import check_data
 from nnrs_jax.layers.base import Layer
 from nnrs_jax.losses import Loss
 from nnrs_jax.optim import Optimizer
-from nnrs_jax.optim.describe import Template, instantiate, template
+from nnrs_jax.optim.templates import Template, instantiate, template
 from nnrs_jax.train.feed import Layout, OnDevice
 from nnrs_jax.train.loop import check_count, loop_settings, run_loop
 from nnrs_jax.train.state import FitResult, TrainState, check_key, run_keys
@@ -82,7 +82,7 @@ def fit_many(
     Compiled once: the function is called on each concrete ``hparams[i]``; where the results
     are the same optimizer but for some numbers (the library's optimizers compare by their
     settings), those numbers become arguments of the compiled step
-    (`nnrs_jax.optim.describe`), so calling `fit_many` again, even with a new ``lambda`` or
+    (`nnrs_jax.optim.templates`), so calling `fit_many` again, even with a new ``lambda`` or
     other values, reuses the compiled code. Numbers that differ between models must be ones
     the optimizer accepts as arrays (learning rates); anything else differing (a custom
     optimizer built from closures) makes the function be traced with ``hparams[i]`` as an

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import nnrs_jax as nj
-from nnrs_jax.optim.describe import instantiate, template
+from nnrs_jax.optim.templates import instantiate, template
 
 
 def test_differing_numbers_become_slots_and_equal_ones_constants():

@@ -33,7 +33,7 @@ class Template(NamedTuple):
     hyper: tuple[jax.Array, ...]
 
 
-def _describe(value: Any, numbers: list[float]) -> Any:
+def _node(value: Any, numbers: list[float]) -> Any:
     """A hashable node for ``value`` (an optimizer or a part of one); floats go to ``numbers``.
 
     Raises:
@@ -41,9 +41,9 @@ def _describe(value: Any, numbers: list[float]) -> Any:
             hashable (e.g. an array).
     """
     if isinstance(value, bind):
-        return ("bind", value.fn, tuple(_describe(h, numbers) for h in value.hyper))
+        return ("bind", value.fn, tuple(_node(h, numbers) for h in value.hyper))
     if isinstance(value, tuple):
-        return ("tuple", type(value), tuple(_describe(v, numbers) for v in value))
+        return ("tuple", type(value), tuple(_node(v, numbers) for v in value))
     if isinstance(value, (float, np.floating)):
         numbers.append(float(value))
         return ("number",)
@@ -61,7 +61,7 @@ def template(optimizers: list[Any], dtype: Any) -> Template | None:
     for optimizer in optimizers:
         found: list[float] = []
         try:
-            nodes.append(_describe(optimizer, found))
+            nodes.append(_node(optimizer, found))
         except TypeError:
             return None
         numbers.append(found)
