@@ -73,10 +73,8 @@ def _images(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.reshape(-1, 28, 28, 1))
 
 
-def worker_nnrs_jax(x: np.ndarray, y: np.ndarray) -> Result:
-    import jax
-    import jax.numpy as jnp
-
+def nnrs_jax_setup():
+    """The benchmark CNN in nnrs_jax and its optimizer (JAX imported only in its own rows)."""
     import nnrs_jax as nj
 
     model = nj.serial(
@@ -91,7 +89,16 @@ def worker_nnrs_jax(x: np.ndarray, y: np.ndarray) -> Result:
         nj.relu(),
         nj.dense(128, 10),
     )
-    opt = nj.adam(LR, B1, B2, EPS)
+    return model, nj.adam(LR, B1, B2, EPS)
+
+
+def worker_nnrs_jax(x: np.ndarray, y: np.ndarray) -> Result:
+    import jax
+    import jax.numpy as jnp
+
+    import nnrs_jax as nj
+
+    model, opt = nnrs_jax_setup()
     params = model.init(jax.random.key(0))
     opt_state = opt.init(params)
     x, y = jax.block_until_ready((jnp.asarray(_images(x)), jnp.asarray(y)))

@@ -1,7 +1,7 @@
 """The warm epoch of `nj.fit` as a user calls it (batch 128), for before/after comparisons.
 
-    python benchmarks/bench_fit_epoch.py mlp   # the seed model on the 60 000 training images
-    python benchmarks/bench_fit_epoch.py cnn   # the benchmark CNN on the first 12 800 images
+    python benchmarks/bench_fit_epoch.py mlp   # bench.py's seed model, 60 000 training images
+    python benchmarks/bench_fit_epoch.py cnn   # bench_cnn.py's CNN, the first 12 800 images
 
 Each `fit(..., epochs=1)` call after the first (which compiles) is timed: data checks,
 placement, the compiled epoch and the read-back at its log point. Prints one JSON line with the
@@ -16,39 +16,23 @@ import json
 import sys
 import time
 
+import bench_cnn
+import bench_nnrs_jax
 import jax
 import numpy as np
 
 import nnrs_jax as nj
 
 
-def mlp() -> nj.Layer:
-    en = nj.elastic_net(1e-4, 1e-4)
-    return nj.serial(
-        nj.dense(784, 64, init="he", regularizer=en), nj.elu(1.0),
-        nj.dense(64, 32, init="he", regularizer=en), nj.elu(1.0),
-        nj.dense(32, 16, init="he", regularizer=en), nj.elu(1.0),
-        nj.dense(16, 10, init="he", regularizer=en),
-    )  # fmt: skip
-
-
-def cnn() -> nj.Layer:
-    return nj.serial(
-        nj.conv2d(1, 32, 3), nj.relu(), nj.max_pool(2),
-        nj.conv2d(32, 64, 3), nj.relu(), nj.max_pool(2),
-        nj.flatten(), nj.dense(1600, 128), nj.relu(), nj.dense(128, 10),
-    )  # fmt: skip
-
-
 def main() -> None:
     which = sys.argv[1] if len(sys.argv) > 1 else "mlp"
     if which == "mlp":
         x, y = nj.datasets.mnist("train")
-        model, opt, epochs = mlp(), nj.nadam(5e-4), 5
+        (model, opt), epochs = bench_nnrs_jax._reference(), 5
     else:
         x, y = nj.datasets.mnist("train", flatten=False)
         x, y = x[:12800], y[:12800]
-        model, opt, epochs = cnn(), nj.adam(1e-3), 3
+        (model, opt), epochs = bench_cnn.nnrs_jax_setup(), 3
     args = (model, nj.cross_entropy, opt, x, y)
     common = {"key": jax.random.key(0), "epochs": 1, "batch_size": 128, "progress": False}
     result = nj.fit(*args, **common)
