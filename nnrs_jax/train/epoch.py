@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from nnrs_jax._validate import check_bool
-from nnrs_jax.layers.base import Layer
+from nnrs_jax.layers.base import Layer, PRNGKey
 from nnrs_jax.losses import Loss
 from nnrs_jax.optim import Optimizer
 from nnrs_jax.train.state import TrainState, run_keys
@@ -33,9 +33,12 @@ from nnrs_jax.train.step import (
 __all__ = ["make_epoch"]
 
 
-def advance(body: Body, ts: TrainState, x: Any, y: jax.Array, hyper: Any = ()):
-    """One update; the step's key is ``fold_in(noise_key, step)``, so resuming repeats it."""
-    key = jax.random.fold_in(run_keys(ts.key)[2], ts.step)
+def advance(body: Body, ts: TrainState, x: Any, y: jax.Array, noise_key: PRNGKey, hyper: Any = ()):
+    """One update; the step's key is ``fold_in(noise_key, step)``, so resuming repeats it.
+
+    ``noise_key`` is ``run_keys(ts.key)[2]``, derived once per compiled chunk, not per step.
+    """
+    key = jax.random.fold_in(noise_key, ts.step)
     params, state, opt_state, metrics = body(ts.params, ts.state, ts.opt_state, x, y, key, hyper)
     return TrainState(params, state, opt_state, ts.step + 1, ts.key), metrics
 
@@ -46,9 +49,11 @@ def full_step(body: Body, out_shardings: Any = None):
 
     ``out_shardings``: ``None`` on one device; on a mesh, where the state and the metrics go.
     """
-    return jax.jit(
-        functools.partial(advance, body), donate_argnums=(0,), out_shardings=out_shardings
-    )
+
+    def step(ts: TrainState, x: Any, y: jax.Array, hyper: Any = ()):
+        return advance(body, ts, x, y, run_keys(ts.key)[2], hyper)
+
+    return jax.jit(step, donate_argnums=(0,), out_shardings=out_shardings)
 
 
 def steps_per_epoch(rows: int, batch_size: int, drop_last: bool) -> int:
@@ -69,17 +74,18 @@ def epoch_fn(body: Body, batch_size: int, drop_last: bool = True, out_shardings:
         rows = y.shape[0]
         n_batches = rows // batch_size
         per_epoch = steps_per_epoch(rows, batch_size, drop_last)
-        perm_key = jax.random.fold_in(run_keys(ts.key)[1], ts.step // per_epoch)
+        _, data_key, noise_key = run_keys(ts.key)
+        perm_key = jax.random.fold_in(data_key, ts.step // per_epoch)
         order = jax.random.permutation(perm_key, rows)
         full = order[: n_batches * batch_size].reshape(n_batches, batch_size)
 
         def scan_body(ts: TrainState, idx: jax.Array):
-            return advance(body, ts, x[idx], y[idx], hyper)
+            return advance(body, ts, x[idx], y[idx], noise_key, hyper)
 
         ts, metrics = jax.lax.scan(scan_body, ts, full)
         if per_epoch > n_batches:
             tail = order[n_batches * batch_size :]
-            ts, last = advance(body, ts, x[tail], y[tail], hyper)
+            ts, last = advance(body, ts, x[tail], y[tail], noise_key, hyper)
             metrics = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), metrics, last)
         return ts, metrics
 
@@ -91,8 +97,10 @@ def fed_epoch_fn(body: Body, out_shardings: Any):
     """A jitted epoch over batches placed beforehand: ``xs`` ``(n_batches, batch, ...)``."""
 
     def epoch(ts: TrainState, xs: Any, ys: jax.Array):
+        noise_key = run_keys(ts.key)[2]
+
         def scan_body(ts: TrainState, batch: tuple[jax.Array, jax.Array]):
-            return advance(body, ts, *batch)
+            return advance(body, ts, *batch, noise_key)
 
         return jax.lax.scan(scan_body, ts, (xs, ys))
 
