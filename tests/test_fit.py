@@ -233,3 +233,13 @@ def test_a_second_ctrl_c_aborts_at_once(toy):
         nj.fit(noisy(), nj.cross_entropy, nj.adam(1e-2), x, y, key=jax.random.key(0),
                epochs=4, batch_size=20, callbacks=[CtrlC(1, times=2)], progress=False)  # fmt: skip
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_train_state_create_rejects_what_is_not_a_model_optimizer_or_key():
+    model, opt, key = nj.serial(nj.dense(6, 3)), nj.adam(1e-2), jax.random.key(0)
+    with pytest.raises(TypeError, match=r"TrainState\.create: model must be an nj\.Layer"):
+        nj.TrainState.create(lambda x: x, opt, key)
+    with pytest.raises(TypeError, match=r"TrainState\.create: optimizer must have init"):
+        nj.TrainState.create(model, 0.1, key)
+    with pytest.raises(TypeError, match=r"TrainState\.create: key must be a PRNG key"):
+        nj.TrainState.create(model, opt, 0)

@@ -47,7 +47,17 @@ class TrainState(NamedTuple):
         cls, model: Layer, optimizer: Any, key: PRNGKey, *, params: Params | None = None
     ) -> TrainState:
         """A fresh state: params from ``model.init`` on the run's init key (or ``params``)."""
-        key = check_key("TrainState.create", key)
+        caller = "TrainState.create"
+        if not isinstance(model, Layer):
+            raise TypeError(f"{caller}: model must be an nj.Layer (e.g. nj.serial(...)), got "
+                            f"{type(model).__name__}")  # fmt: skip
+        if not (
+            callable(getattr(optimizer, "init", None))
+            and callable(getattr(optimizer, "update", None))
+        ):
+            raise TypeError(f"{caller}: optimizer must have init and update (e.g. nj.adam(1e-3)), "
+                            f"got {type(optimizer).__name__}")  # fmt: skip
+        key = check_key(caller, key)
         if params is None:
             params = jax.jit(model.init)(run_keys(key)[0])
         return cls(params, model.init_state(), optimizer.init(params), jnp.int32(0), jnp.copy(key))
