@@ -1,22 +1,32 @@
 """nnrs_jax: a functional neural-network library on JAX with hand-written backward passes.
 
-Layers are ``(init, apply, backward)`` NamedTuples, parameters and optimizer states are pytrees,
-and training is one jit-compiled step. See the README for a tour.
+Layers are `Layer` objects of pure ``init`` / ``forward`` / hand-written ``backward``
+functions, parameters and optimizer states are pytrees, and training is one jit-compiled
+step. See the README for a tour.
 """
 
-from nnrs_jax import augment, datasets, initializers, parallel, recipes, schedules
+from nnrs_jax import augment, datasets, initializers, parallel, recipes, schedules, specs
 from nnrs_jax.cache import enable_compilation_cache
-from nnrs_jax.checkpoint import Checkpoint, load, load_csv, load_meta, save, save_csv
+from nnrs_jax.checkpoint import (
+    Checkpoint,
+    load,
+    load_csv_weights,
+    load_meta,
+    save,
+    save_csv_weights,
+)
 from nnrs_jax.layers import (
     BatchNormParams,
     BatchNormState,
     Conv2dParams,
     DenseParams,
     Layer,
+    LayerCheck,
+    LayerContractError,
     avg_pool,
     backward,
     batch_norm,
-    context_layer,
+    check_layer,
     conv2d,
     dense,
     dropout,
@@ -24,8 +34,10 @@ from nnrs_jax.layers import (
     flatten,
     forward,
     has_state,
+    layer_factory,
     leaky_relu,
     max_pool,
+    no_params,
     output_shape,
     relu,
     reshape,
@@ -106,6 +118,8 @@ __all__ = [
     "EmaState",
     "FitResult",
     "Layer",
+    "LayerCheck",
+    "LayerContractError",
     "Loss",
     "MomentumState",
     "Optimizer",
@@ -134,10 +148,10 @@ __all__ = [
     "callbacks",
     "chain",
     "check_grads",
+    "check_layer",
     "clip",
     "clip_by_global_norm",
     "confusion_matrix",
-    "context_layer",
     "conv2d",
     "cross_entropy",
     "datasets",
@@ -157,9 +171,10 @@ __all__ = [
     "initializers",
     "l1",
     "l2",
+    "layer_factory",
     "leaky_relu",
     "load",
-    "load_csv",
+    "load_csv_weights",
     "load_meta",
     "loss_and_grad",
     "make_epoch",
@@ -170,6 +185,7 @@ __all__ = [
     "mse",
     "nadam",
     "nesterov",
+    "no_params",
     "output_shape",
     "parallel",
     "penalty",
@@ -179,7 +195,7 @@ __all__ = [
     "residual",
     "rmsprop",
     "save",
-    "save_csv",
+    "save_csv_weights",
     "scale_by_adam",
     "scale_by_adamax",
     "scale_by_learning_rate",
@@ -192,5 +208,6 @@ __all__ = [
     "sigmoid",
     "softmax",
     "softmax_mse",
+    "specs",
     "tanh",
 ]

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Literal, NamedTuple
 
@@ -31,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nnrs_jax.layers.base import Layer, Params, State, forward
+from nnrs_jax.layers.contract import LayerContractError
 from nnrs_jax.losses import Loss
 
 __all__ = ["Data", "Task", "check_data", "task"]
@@ -147,6 +149,15 @@ def _host(caller: str, arg: str, value: Any) -> np.ndarray:
         ) from error
 
 
+@functools.lru_cache(maxsize=64)
+def _traced_output(
+    model: Layer, treedef: Any, structs: tuple[jax.ShapeDtypeStruct, ...], example: Any
+) -> jax.ShapeDtypeStruct:
+    """The output of ``model`` on ``example``, traced once per model and shapes."""
+    params, state = jax.tree.unflatten(treedef, structs)
+    return jax.eval_shape(lambda p, s, a: forward(model, p, a, state=s)[0], params, state, example)
+
+
 def _output_shape(
     caller: str, model: Layer, params: Params, state: State, x: np.ndarray
 ) -> jax.ShapeDtypeStruct:
@@ -156,10 +167,12 @@ def _output_shape(
     `TypeError`; any other `ValueError` while tracing is read as ``x`` not fitting the model.
     """
     example = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)
+    leaves, treedef = jax.tree.flatten((params, state))
+    structs = tuple(jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)) for a in leaves)
     try:
-        out = jax.eval_shape(
-            lambda p, s, a: forward(model, p, a, state=s)[0], params, state, example
-        )
+        out = _traced_output(model, treedef, structs, example)
+    except LayerContractError:
+        raise
     except jax.dtypes.TypePromotionError as error:
         floats = {
             str(leaf.dtype)

@@ -15,7 +15,7 @@ from jax.sharding import Mesh
 
 from nnrs_jax._validate import check_float, check_int
 from nnrs_jax.data_checks import Task, check_data
-from nnrs_jax.layers.base import Layer, Params, State, forward, has_state
+from nnrs_jax.layers.base import Layer, Params, State, check_model, forward, has_state
 from nnrs_jax.losses import Loss, cross_entropy
 from nnrs_jax.parallel import (
     assemble,
@@ -312,6 +312,7 @@ def evaluate(
         >>> sorted(report.scalars())
         ['loss', 'mae', 'mse', 'r2', 'within_1']
     """
+    model = check_model("evaluate", model)
     batch_size = check_int("evaluate", "batch_size", batch_size, low=1)
     zero_division = check_float("evaluate", "zero_division", zero_division)
     pairs = _check_metrics(metrics)

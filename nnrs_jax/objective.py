@@ -7,7 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from nnrs_jax.layers.base import Layer, Params, PRNGKey, State, backward, forward
+from nnrs_jax.layers.base import Layer, Params, PRNGKey, State, backward, check_model, forward
 from nnrs_jax.losses import Loss
 
 __all__ = ["check_grads", "loss_and_grad", "penalty"]
@@ -60,6 +60,7 @@ def loss_and_grad(
     Returns:
         ``(total, grads)`` with ``grads`` of the same tree as ``params``.
     """
+    model = check_model("loss_and_grad", model)
     total, grads, _, _ = value_grad_outputs(
         model, loss, params, x, targets, state=state, key=key, train=train
     )
@@ -88,6 +89,7 @@ def check_grads(
     ``state``, ``key`` and ``train`` as in `loss_and_grad` (e.g. dropout with a fixed key, batch
     norm in training mode).
     """
+    model = check_model("check_grads", model)
 
     def objective(p: Params) -> jax.Array:
         outputs, _ = forward(model, p, x, state=state, key=key, train=train)

@@ -283,7 +283,7 @@ def test_checkpoint_of_another_architecture(tmp_path):
     nj.save(path, mlp().init(KEY))
     other = nj.serial(nj.dense(6, 4), nj.relu(), nj.dense(4, 3)).init(KEY)
     with pytest.raises(ValueError, match=r"params\[0\]\.w: checkpoint has shape \(6, 5\)"):
-        nj.load(path, like=other)
+        nj.load(path, params=other)
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04truncated"])
@@ -291,7 +291,7 @@ def test_a_file_that_is_not_a_checkpoint(tmp_path, content):
     path = tmp_path / "m.npz"
     path.write_bytes(content)
     with pytest.raises(ValueError, match=r"load: .* is not a checkpoint written by save"):
-        nj.load(path, like=mlp().init(KEY))
+        nj.load(path, params=mlp().init(KEY))
 
 
 def test_a_truncated_checkpoint(tmp_path):
@@ -300,4 +300,4 @@ def test_a_truncated_checkpoint(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"load: .* is not a checkpoint written by save"):
-        nj.load(path, like=mlp().init(KEY))
+        nj.load(path, params=mlp().init(KEY))

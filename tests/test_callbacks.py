@@ -256,7 +256,7 @@ def test_sigkill_at_several_points_then_the_same_call_finishes_bit_identical(tmp
     assert not directory.exists()  # removed at the end
     like = nj.serial(nj.dense(32, 64), nj.relu(), nj.dropout(0.3), nj.dense(64, 3))
     params = like.init(jax.random.key(0))
-    a = nj.load(straight, like=(params, nj.adam(1e-3).init(params)))
-    b = nj.load(resumed, like=(params, nj.adam(1e-3).init(params)))
+    a = nj.load(straight, params=params, opt_state=nj.adam(1e-3).init(params))
+    b = nj.load(resumed, params=params, opt_state=nj.adam(1e-3).init(params))
     assert a.step == b.step == 8 * 40
     assert_trees_equal((a.params, a.opt_state), (b.params, b.opt_state))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from checkpoint_helpers import assert_bit_identical, csv_params, listing, mlp_params
 
-from nnrs_jax.checkpoint import load, save, save_csv
+from nnrs_jax.checkpoint import load, save, save_csv_weights
 
 
 def test_file_permissions_follow_the_umask(tmp_path, key):
@@ -48,7 +48,7 @@ def test_failure_while_writing_keeps_the_old_file(tmp_path, key, monkeypatch, ta
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert listing(tmp_path) == ["c.npz"]
-    assert load(path, like=params).step == 1
+    assert load(path, params=params).step == 1
 
 
 def test_saving_over_a_checkpoint_replaces_it(tmp_path, key):
@@ -57,17 +57,17 @@ def test_saving_over_a_checkpoint_replaces_it(tmp_path, key):
     save(path, params, step=1)
     newer = jax.tree.map(lambda p: p + 1.0, params)
     save(path, newer, step=2)
-    ckpt = load(path, like=params)
+    ckpt = load(path, params=params)
     assert_bit_identical(ckpt.params, newer)
     assert ckpt.step == 2 and listing(tmp_path) == ["c.npz"]
 
 
 def test_csv_failed_write_keeps_the_old_file(tmp_path, key, monkeypatch):
     params = csv_params(key, jnp.float32)
-    save_csv(tmp_path, params)
+    save_csv_weights(tmp_path, params)
     before = {name: (tmp_path / name).read_bytes() for name in listing(tmp_path)}
     monkeypatch.setattr(os, "replace", _fail_replace)
     with pytest.raises(OSError, match="simulated"):
-        save_csv(tmp_path, jax.tree.map(lambda p: p + 1.0, params))
+        save_csv_weights(tmp_path, jax.tree.map(lambda p: p + 1.0, params))
     monkeypatch.undo()
     assert {name: (tmp_path / name).read_bytes() for name in listing(tmp_path)} == before

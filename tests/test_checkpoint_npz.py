@@ -49,7 +49,7 @@ def test_round_trip_is_bit_exact_and_keeps_tree_types(tmp_path, key, dtype):
     path = tmp_path / "ckpt.npz"
 
     save(path, params, state, step=123, key=run_key, meta=meta)
-    ckpt = load(path, like=(params, state))
+    ckpt = load(path, params=params, opt_state=state)
 
     assert isinstance(ckpt, Checkpoint)
     assert_bit_identical(ckpt.params, params)
@@ -84,51 +84,69 @@ def test_arrays_are_keyed_by_pytree_path(tmp_path, key):
 def test_optional_entries_default_to_none(tmp_path, key):
     params = mlp_params(key, jnp.float32)
     save(tmp_path / "c.npz", params)
-    ckpt = load(tmp_path / "c.npz", like=params)
+    ckpt = load(tmp_path / "c.npz", params=params)
     assert (ckpt.opt_state, ckpt.step, ckpt.key, ckpt.meta) == (None, None, None, None)
 
 
-def test_params_only_like_skips_the_optimizer_state(tmp_path, key):
+def test_without_an_opt_state_template_the_optimizer_state_is_skipped(tmp_path, key):
     params = mlp_params(key, jnp.float32)
     save(tmp_path / "c.npz", params, _state(params), step=3)
-    for like in (params, (params, None)):
-        ckpt = load(tmp_path / "c.npz", like=like)
+    for ckpt in (
+        load(tmp_path / "c.npz", params=params),
+        load(tmp_path / "c.npz", params=params, opt_state=None),
+    ):
         assert_bit_identical(ckpt.params, params)
         assert ckpt.opt_state is None and ckpt.step == 3
 
 
-def test_two_layer_params_tuple_is_not_mistaken_for_a_pair(tmp_path, key):
+def test_a_two_layer_params_tuple_loads_alone_or_with_its_optimizer_state(tmp_path, key):
     three = mlp_params(key, jnp.float32)
-    params = (three[0], three[2])  # a plain 2-tuple, like the parameters of a pair
+    params = (three[0], three[2])  # a plain 2-tuple: the templates are named, never guessed
     state = _state(params)
     save(tmp_path / "c.npz", params, state)
 
-    alone = load(tmp_path / "c.npz", like=params)
+    alone = load(tmp_path / "c.npz", params=params)
     assert_bit_identical(alone.params, params)
     assert alone.opt_state is None
-    pair = load(tmp_path / "c.npz", like=(params, state))
-    assert_bit_identical(pair.params, params)
-    assert_bit_identical(pair.opt_state, state)
+    both = load(tmp_path / "c.npz", params=params, opt_state=state)
+    assert_bit_identical(both.params, params)
+    assert_bit_identical(both.opt_state, state)
+
+
+def test_templates_not_given_by_keyword_are_a_type_error_naming_the_keywords(tmp_path, key):
+    params = mlp_params(key, jnp.float32)
+    path = tmp_path / "c.npz"
+    save(path, params, _state(params))
+    new_form = "load: pass the templates by keyword: load(path, params=..., opt_state=..."
+    with pytest.raises(TypeError, match=re.escape(new_form + ", state=...), got like=a tuple")):
+        load(path, like=params)
+    with pytest.raises(TypeError, match=re.escape(new_form)):
+        load(path, like=(params, _state(params)))
+    with pytest.raises(TypeError, match="positional argument"):
+        load(path, params)  # type: ignore[misc]
+    with pytest.raises(TypeError, match=re.escape("load: the params template is required")):
+        load(path)
+    assert listing(tmp_path) == ["c.npz"]
 
 
 def test_shape_dtype_struct_template(tmp_path, key):
     params = mlp_params(key, jnp.float64)
     save(tmp_path / "c.npz", params)
-    like = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), params)
-    assert_bit_identical(load(tmp_path / "c.npz", like=like).params, params)
+    template = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), params)
+    assert_bit_identical(load(tmp_path / "c.npz", params=template).params, params)
 
 
 def test_bfloat16_round_trip(tmp_path, key):
     params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), mlp_params(key, jnp.float32))
     save(tmp_path / "c.npz", params)
-    assert_bit_identical(load(tmp_path / "c.npz", like=params).params, params)
+    assert_bit_identical(load(tmp_path / "c.npz", params=params).params, params)
 
 
 @pytest.mark.parametrize("impl", ["threefry2x32", "rbg"])
 def test_key_implementation_is_restored(tmp_path, key, impl):
     run_key = jax.random.key(9, impl=impl)
     save(tmp_path / "c.npz", mlp_params(key, jnp.float32), key=run_key)
-    restored = load(tmp_path / "c.npz", like=mlp_params(key, jnp.float32)).key
+    restored = load(tmp_path / "c.npz", params=mlp_params(key, jnp.float32)).key
     assert str(jax.random.key_impl(restored)) == impl
     np.testing.assert_array_equal(jax.random.key_data(restored), jax.random.key_data(run_key))
 
@@ -137,7 +155,7 @@ def test_legacy_key_comes_back_as_the_equivalent_typed_key(tmp_path, key):
     legacy = jax.random.PRNGKey(5)
     params = mlp_params(key, jnp.float32)
     save(tmp_path / "c.npz", params, key=legacy)
-    restored = load(tmp_path / "c.npz", like=params).key
+    restored = load(tmp_path / "c.npz", params=params).key
     assert jnp.issubdtype(restored.dtype, jax.dtypes.prng_key)
     np.testing.assert_array_equal(jax.random.key_data(restored), legacy)
     np.testing.assert_array_equal(
@@ -150,15 +168,15 @@ def test_path_is_kept_exactly_and_parents_are_created(tmp_path, key):
     path = tmp_path / "runs" / "mnist" / "latest"
     save(str(path), params)
     assert listing(path.parent) == ["latest"]
-    assert_bit_identical(load(path, like=params).params, params)
+    assert_bit_identical(load(path, params=params).params, params)
 
 
 def test_shape_mismatch_names_leaf_and_both_shapes(tmp_path, key):
     save(tmp_path / "c.npz", mlp_params(key, jnp.float32))
-    like = mlp_params(key, jnp.float32, dims=(4, 5, 2))
+    template = mlp_params(key, jnp.float32, dims=(4, 5, 2))
     message = "params[0].w: checkpoint has shape (4, 3), template has (4, 5)"
     with pytest.raises(ValueError, match=re.escape(message)):
-        load(tmp_path / "c.npz", like=like)
+        load(tmp_path / "c.npz", params=template)
 
 
 def test_dtype_mismatch_names_leaf_dtypes_and_shapes(tmp_path, key):
@@ -168,7 +186,7 @@ def test_dtype_mismatch_names_leaf_dtypes_and_shapes(tmp_path, key):
         "template has float64 with shape (2,)"
     )
     with pytest.raises(ValueError, match=re.escape(message)):
-        load(tmp_path / "c.npz", like=mlp_params(key, jnp.float64))
+        load(tmp_path / "c.npz", params=mlp_params(key, jnp.float64))
 
 
 def test_structure_mismatch_names_missing_and_extra_leaves(tmp_path, key):
@@ -178,11 +196,11 @@ def test_structure_mismatch_names_missing_and_extra_leaves(tmp_path, key):
     with pytest.raises(
         ValueError, match=re.escape("params[3].w: in the template with shape (2, 2)")
     ):
-        load(tmp_path / "c.npz", like=longer)
+        load(tmp_path / "c.npz", params=longer)
     with pytest.raises(
         ValueError, match=re.escape("params[2].w: in the checkpoint with shape (3, 2)")
     ):
-        load(tmp_path / "c.npz", like=params[:2])
+        load(tmp_path / "c.npz", params=params[:2])
 
 
 def test_state_mismatch_and_missing_state(tmp_path, key):
@@ -192,20 +210,22 @@ def test_state_mismatch_and_missing_state(tmp_path, key):
     with pytest.raises(
         ValueError, match=re.escape("opt_state.timestep: checkpoint has dtype int32")
     ):
-        load(tmp_path / "with_state.npz", like=(params, bad_state))
+        load(tmp_path / "with_state.npz", params=params, opt_state=bad_state)
     save(tmp_path / "no_state.npz", params)
-    with pytest.raises(ValueError, match="holds no optimizer state"):
-        load(tmp_path / "no_state.npz", like=(params, _state(params)))
+    with pytest.raises(ValueError, match="holds no optimizer state, but `opt_state` gives"):
+        load(tmp_path / "no_state.npz", params=params, opt_state=_state(params))
+    with pytest.raises(ValueError, match="holds no model state, but `state` gives a template"):
+        load(tmp_path / "no_state.npz", params=params, state=_state(params))
 
 
 def test_missing_file_and_foreign_file(tmp_path, key):
     missing = tmp_path / "nowhere.npz"
     with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
-        load(missing, like=mlp_params(key, jnp.float32))
+        load(missing, params=mlp_params(key, jnp.float32))
     foreign = tmp_path / "foreign.npz"
     foreign.write_bytes(b"not a checkpoint at all")
     with pytest.raises(ValueError, match="not a checkpoint written by save"):
-        load(foreign, like=mlp_params(key, jnp.float32))
+        load(foreign, params=mlp_params(key, jnp.float32))
 
 
 class _Unserialisable:

@@ -75,7 +75,7 @@ def test_module_entry_point_minibatch_with_progress(needs_mnist, tmp_path):
     assert "epoch" in done.stderr  # the progress bar
 
 
-# A reproduce row: number, config, seed %, ours %, ours − seed, within the tolerance.
+# A reproduce row: number, config, nn-rs %, ours %, ours − nn-rs, within the tolerance.
 ROW = re.compile(
     r" *(\d+) \| (.+?) +\| +(\d+\.\d\d) \| +(\d+\.\d\d) +\| +([-+]\d+\.\d\d) \| (yes|NO)"
 )
@@ -91,14 +91,14 @@ def test_reproduce_one_row(needs_mnist, tmp_path):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert [c.strip() for c in lines[0].split("|")] == [
-        "row", "config", "seed %", "ours %", "diff", "within 1.5",
+        "row", "config", "nn-rs %", "ours %", "diff", "within 1.5",
     ]  # fmt: skip
-    [(row, config, seed, ours, diff, within)] = _rows(done.stdout)
-    assert (row, config, seed) == (2, "784-16-10 He ELU Nadam 0.01", 94.43)
-    # What the run must achieve: the seed's accuracy less the default tolerance, on the test set.
+    [(row, config, nnrs, ours, diff, within)] = _rows(done.stdout)
+    assert (row, config, nnrs) == (2, "784-16-10 He ELU Nadam 0.01", 94.43)
+    # What the run must achieve: the nn-rs table's accuracy less the default tolerance.
     assert ours >= 94.43 - 1.5 and within == "yes"
-    assert diff == pytest.approx(ours - seed, abs=0.011)
-    assert lines[3].startswith("1/1 rows within 1.5 points of the seed or better (151 ")
+    assert diff == pytest.approx(ours - nnrs, abs=0.011)
+    assert lines[3].startswith("1/1 rows within 1.5 points of the nn-rs table or better (151 ")
     assert len(lines) == 4
 
 
@@ -113,7 +113,7 @@ def _write_idx(folder: Path, prefix: str, n: int, rng: np.random.Generator) -> N
 
 
 def test_reproduce_exits_1_and_names_the_rows_that_missed(tmp_path):
-    # Random images with random labels: no model gets near the seed's 94 %, so both rows must
+    # Random images with random labels: no model gets near nn-rs's 94 %, so both rows must
     # miss with the default tolerance and pass with a tolerance of 100 points.
     data = tmp_path / "noise"
     data.mkdir()
@@ -262,26 +262,57 @@ def test_validation_split_and_early_stopping_flags(needs_mnist, tmp_path):
     assert bad.returncode == 2 and "fraction in (0, 1)" in bad.stderr
 
 
-def test_every_flag_of_every_command_has_help():
+def _parsers():
+    from nnrs_jax.cli import DESCRIPTION
     from nnrs_jax.cli.parser import build_parser
 
-    _, commands = build_parser("nnrs-jax")
-    for name, command in commands.items():
-        missing = [a.dest for a in command._actions if not a.help and a.dest != "help"]
+    parser, commands = build_parser(DESCRIPTION)
+    return parser, commands
+
+
+def test_every_flag_of_every_command_has_help():
+    parser, commands = _parsers()
+    for name, command in {"nnrs-jax": parser, **commands}.items():
+        missing = [a.dest for a in command._actions if not (a.help and a.help.strip())]
         assert missing == [], f"{name}: flags without help: {missing}"
+        for action in command._actions:  # the subcommands listed in the top-level help
+            for choice in getattr(action, "_choices_actions", []):
+                assert choice.help and choice.help.strip(), f"{name}: {choice.dest} has no help"
 
 
-def test_the_default_flags_build_the_mlp_recipe():
-    """`nnrs-jax train`'s defaults and `nj.recipes` are one recipe: same model, same training."""
+def test_help_is_plain_text_and_calls_the_table_the_nnrs_table():
+    """No reST markup in what --help prints; "seed" only ever means a random seed."""
+    parser, commands = _parsers()
+    for name, command in {"nnrs-jax": parser, **commands}.items():
+        text = command.format_help()
+        assert "``" not in text and "`" not in text, f"{name} --help shows markup"
+        for line in re.findall(r"[^.;]*\bseed[^.;]*", text.replace("\n", " ")):
+            assert "random" in line or "--seed" in line or "seeds" in line, (name, line)
+    assert "nn-rs table" in commands["reproduce"].format_help()
+
+
+def test_the_description_shown_by_help_has_no_double_backticks():
+    done = run("--help")
+    assert done.returncode == 0, done.stderr
+    assert "``" not in done.stdout and "nn-rs table" in done.stdout
+    assert run("train", "--help").stdout.count("``") == 0
+
+
+def test_the_default_flags_are_the_mlp_recipe():
+    """`nnrs-jax train`'s defaults and `nj.recipes` are one recipe: one spec, same model."""
     import jax
 
     import nnrs_jax as nj
-    from nnrs_jax.cli import DEFAULT_RECIPE, build_model
-    from nnrs_jax.cli.specs import parse_arch
+    from nnrs_jax.cli.train import model_spec
+    from nnrs_jax.specs import build_model
 
-    spec = {k: DEFAULT_RECIPE[k] for k in ("arch", "activation", "init", "regularizer", "loss")}
-    spec["arch"] = parse_arch(spec["arch"])
+    parser, _ = _parsers()
+    args = parser.parse_args(["train"])
+    spec = model_spec(args)
+    assert spec == nj.recipes.MLP_MODEL
+    assert spec["arch"] is not nj.recipes.MLP_MODEL["arch"]  # saved metadata is a copy
     flags, recipe = build_model(spec), nj.recipes.mlp()
+    assert flags.name == recipe.name
     key = jax.random.key(3)
     a, b = flags.init(key), recipe.init(key)
     for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
@@ -289,7 +320,38 @@ def test_the_default_flags_build_the_mlp_recipe():
     x = np.random.default_rng(0).random((4, 784), dtype=np.float32)
     np.testing.assert_array_equal(np.asarray(flags.apply(a, x)), np.asarray(recipe.apply(b, x)))
     assert float(flags.penalty(a)[0]) == float(recipe.penalty(b)[0])
-    trained = {
-        k: DEFAULT_RECIPE[k] for k in ("optimizer", "lr", "schedule", "epochs", "batch_size")
-    }
-    assert trained == {k: getattr(nj.recipes.MLP, k) for k in trained}
+    # The training settings left unset on the command line come from the recipe of --model.
+    for flag in ("optimizer", "lr", "schedule", "epochs", "batch_size"):
+        assert getattr(args, flag) is None
+    assert model_spec(parser.parse_args(["train", "--model", "cnn"])) == {
+        "kind": "cnn", "loss": nj.recipes.MLP_MODEL["loss"],
+    }  # fmt: skip
+
+
+def test_the_help_text_shows_the_recipe_defaults():
+    import nnrs_jax as nj
+    from nnrs_jax.specs import format_arch
+
+    _, commands = _parsers()
+    text = " ".join(commands["train"].format_help().split())
+    m, mlp = nj.recipes.MLP_MODEL, nj.recipes.MLP
+    shown = [
+        f"(default {format_arch(m['arch'])})", f"({m['activation']})", f"({m['init']})",
+        f"({m['regularizer']})", f"({m['loss']})", f"(default {mlp.optimizer})",
+        f"(default {mlp.lr:g})", f"({mlp.epochs}; cnn {nj.recipes.CNN.epochs})",
+    ]  # fmt: skip
+    assert [s for s in shown if s not in text] == []
+
+
+def test_evaluate_names_an_invalid_saved_description(tmp_path):
+    import jax
+
+    import nnrs_jax as nj
+
+    path = tmp_path / "odd.npz"
+    params = nj.dense(4, 2).init(jax.random.key(0))
+    nj.save(path, params, meta={"model": {"arch": [4, 2], "activation": "swish", "init": "he"}})
+    done = run("evaluate", "--load", str(path))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"--load {path}: the saved description is not valid: build_model: " in done.stderr
+    assert "spec['activation'] must be one of" in done.stderr and "got 'swish'" in done.stderr

@@ -4,6 +4,7 @@ bad arguments and inputs."""
 
 from __future__ import annotations
 
+import functools
 import re
 
 import jax
@@ -74,7 +75,7 @@ def _case(case: str, dtype, seed: int = 0, batch: int = 4):
     return layer, params, x, dy
 
 
-@jax.jit(static_argnums=0)
+@functools.partial(jax.jit, static_argnums=0)  # jax 0.5.1 rejects @jax.jit(static_argnums=0)
 def _vjp(apply, params, x, dy):
     _, pullback = jax.vjp(apply, params, x)
     return pullback(dy)
@@ -132,10 +133,12 @@ def test_check_grads_small_cnn(dtype):
     y = jnp.asarray(rng.integers(0, 5, size=6), jnp.int32)
     # The model's functions compiled whole (as in a training step): eagerly, each primitive of
     # the autodiff reference would compile on its own, for tens of seconds.
-    compiled = model._replace(
-        forward=jax.jit(model.forward, static_argnames="train"),
-        backward=jax.jit(model.backward, static_argnames="train"),
+    compiled = nj.Layer.context(
+        model.init,
+        jax.jit(model.forward, static_argnames="train"),
+        jax.jit(model.backward, static_argnames="train"),
         penalty=jax.jit(model.penalty),
+        name=model.name,
     )
     assert nj.check_grads(compiled, nj.cross_entropy, params, x, y) <= TOL[dtype]
 

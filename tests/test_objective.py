@@ -63,8 +63,11 @@ def test_penalty_changes_the_gradient():
 
 def test_check_grads_detects_a_wrong_backward():
     good = nj.dense(4, 3, dtype=jnp.float64)
-    broken = good._replace(
-        backward=lambda p, x, dy: (nj.DenseParams(1.01 * (x.T @ dy), dy.sum(0)), dy @ p.w.T)
+    broken = nj.Layer(
+        good.init,
+        good.apply,
+        lambda p, x, dy: (nj.DenseParams(1.01 * (x.T @ dy), dy.sum(0)), dy @ p.w.T),
+        name="dense with a 1 % error",
     )
     params = good.init(jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (6, 4), jnp.float64)

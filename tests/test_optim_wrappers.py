@@ -177,7 +177,7 @@ def test_average_and_partial_sums_survive_a_checkpoint(tmp_path) -> None:
     for g in grads[:5]:  # mid-accumulation: two gradients pending
         params, state = step(params, state, g)
     nj.save(tmp_path / "ckpt.npz", params, state)
-    restored = nj.load(tmp_path / "ckpt.npz", like=(params, opt.init(params)))
+    restored = nj.load(tmp_path / "ckpt.npz", params=params, opt_state=opt.init(params))
     chex.assert_trees_all_equal(restored.opt_state, state)
     resumed_params, resumed_state = restored.params, restored.opt_state
     for g in grads[5:]:

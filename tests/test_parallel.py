@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import nnrs_jax as nj
-from nnrs_jax.cli import build_model
+from nnrs_jax.specs import build_model
 
 WORKER = Path(__file__).with_name("parallel_worker.py")
 TIMEOUT = 300  # seconds for a whole group of workers; a hang is killed, never waited out
@@ -134,7 +134,7 @@ def test_command_line_on_two_processes_reports_and_writes_on_process_0(tmp_path)
     assert history.read_text().startswith("step,")
     meta = nj.load_meta(save)
     template = jax.eval_shape(build_model(meta["model"]).init, jax.random.key(0))
-    assert meta["steps"] == 2 and nj.load(save, template).step == 2
+    assert meta["steps"] == 2 and nj.load(save, params=template).step == 2
 
 
 def test_one_device_mesh_changes_nothing():

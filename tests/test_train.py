@@ -116,7 +116,7 @@ def test_resume_is_bit_exact(toy, tmp_path, mode):
     straight = nj.fit(model, nj.cross_entropy, opt, x, y, key=key, progress=False, **twice)
     first = nj.fit(model, nj.cross_entropy, opt, x, y, key=key, progress=False, **run)
     nj.save(tmp_path / "ckpt.npz", first.params, first.opt_state)
-    loaded = nj.load(tmp_path / "ckpt.npz", like=(first.params, first.opt_state))
+    loaded = nj.load(tmp_path / "ckpt.npz", params=first.params, opt_state=first.opt_state)
     second = nj.fit(model, nj.cross_entropy, opt, x, y, key=key, progress=False,
                     params=loaded.params, opt_state=loaded.opt_state, **run)  # fmt: skip
     assert_trees_equal(second.params, straight.params)

@@ -50,7 +50,7 @@ def test_resume_with_dropout_and_batch_norm_is_bit_exact(toy, tmp_path, mode):
     half = nj.fit(model, nj.cross_entropy, opt, x, y, key=key, progress=False, **mode)
     path = tmp_path / "half.npz"
     nj.save(path, half.params, half.opt_state, step=half.step, state=half.state)
-    ckpt = nj.load(path, like=(half.params, half.opt_state), state=model.init_state())
+    ckpt = nj.load(path, params=half.params, opt_state=half.opt_state, state=model.init_state())
     resumed = nj.fit(model, nj.cross_entropy, opt, x, y, key=key, progress=False,
                      params=ckpt.params, opt_state=ckpt.opt_state, state=ckpt.state,
                      step=ckpt.step, **mode)  # fmt: skip

@@ -1,7 +1,8 @@
 """The text format of nn-rs: one ``w{i}.csv`` and one ``b{i}.csv`` per dense layer.
 
-`save_csv` and `load_csv` exchange the weights of the dense layers with the Rust library; each
-file is written atomically (`nnrs_jax.checkpoint.atomic`).
+`save_csv_weights` and `load_csv_weights` exchange the weights of the dense layers with the Rust
+library; each file is written atomically (`nnrs_jax.checkpoint.atomic`). They read and write
+weights, not data: the CSV images of nn-rs are read by `nnrs_jax.datasets.load_csv`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import numpy as np
 from nnrs_jax.checkpoint.atomic import write_atomically
 from nnrs_jax.layers.dense import DenseParams
 
-__all__ = ["load_csv", "save_csv"]
+__all__ = ["load_csv_weights", "save_csv_weights"]
 
 PyTree = Any
 StrPath = str | os.PathLike
 
 
-def save_csv(folder: StrPath, params: PyTree) -> None:
+def save_csv_weights(folder: StrPath, params: PyTree) -> None:
     """Write the dense layers of ``params`` in the text format of nn-rs.
 
     The ``i``-th `DenseParams` of ``params`` (0-based, in tree order, other layers skipped)
@@ -49,19 +50,19 @@ def save_csv(folder: StrPath, params: PyTree) -> None:
         >>> import os, tempfile, jax, nnrs_jax as nj
         >>> params = nj.dense(3, 2).init(jax.random.key(0))
         >>> folder = tempfile.mkdtemp()
-        >>> nj.save_csv(folder, params)
+        >>> nj.save_csv_weights(folder, params)
         >>> sorted(os.listdir(folder)), open(os.path.join(folder, "w0.csv")).readline()
         (['b0.csv', 'w0.csv'], 'w0_0,w0_1\\n')
     """
-    layers = _dense_layers("save_csv", params)
+    layers = _dense_layers("save_csv_weights", params)
     tables = []
     for i, layer in enumerate(layers):
-        w = _check_floating(f"save_csv: w of dense layer {i}", layer.w)
-        b = _check_floating(f"save_csv: b of dense layer {i}", layer.b)
+        w = _check_floating(f"save_csv_weights: w of dense layer {i}", layer.w)
+        b = _check_floating(f"save_csv_weights: b of dense layer {i}", layer.b)
         if w.ndim != 2 or b.shape != w.shape[1:]:
             raise ValueError(
-                f"save_csv: layer {i} must have w of shape (in_dim, out_dim) and b of shape "
-                f"(out_dim,), got w {w.shape} and b {b.shape}"
+                f"save_csv_weights: layer {i} must have w of shape (in_dim, out_dim) and b of "
+                f"shape (out_dim,), got w {w.shape} and b {b.shape}"
             )
         header = ",".join(f"w{i}_{col}" for col in range(w.shape[1]))
         tables += [(f"w{i}.csv", header, w), (f"b{i}.csv", f"b{i}", b)]
@@ -71,12 +72,12 @@ def save_csv(folder: StrPath, params: PyTree) -> None:
         write_atomically(folder / name, lambda f, h=header, v=values: _write_table(f, h, v))
 
 
-def load_csv(folder: StrPath, like: PyTree) -> PyTree:
-    """Read dense-layer weights written by `save_csv` (or by nn-rs) into a template.
+def load_csv_weights(folder: StrPath, like: PyTree) -> PyTree:
+    """Read dense-layer weights written by `save_csv_weights` (or by nn-rs) into a template.
 
     The ``i``-th `DenseParams` of ``like`` is read from ``w{i}.csv`` and ``b{i}.csv`` (format in
-    `save_csv`; the header row is skipped) and cast to the template's dtype; every other leaf of
-    ``like`` is returned unchanged.
+    `save_csv_weights`; the header row is skipped) and cast to the template's dtype; every other
+    leaf of ``like`` is returned unchanged.
 
     Args:
         folder: folder holding the files.
@@ -95,12 +96,12 @@ def load_csv(folder: StrPath, like: PyTree) -> PyTree:
         >>> import tempfile, jax, jax.numpy as jnp, nnrs_jax as nj
         >>> params = nj.dense(3, 2).init(jax.random.key(0))
         >>> folder = tempfile.mkdtemp()
-        >>> nj.save_csv(folder, params)
-        >>> restored = nj.load_csv(folder, like=params)
+        >>> nj.save_csv_weights(folder, params)
+        >>> restored = nj.load_csv_weights(folder, like=params)
         >>> bool(jnp.array_equal(restored.w, params.w))
         True
     """
-    _dense_layers("load_csv", like)
+    _dense_layers("load_csv_weights", like)
     folder = Path(folder)
     leaves, treedef = jax.tree_util.tree_flatten(like, is_leaf=_is_dense)
     restored = []
@@ -123,7 +124,7 @@ def _is_dense(node: object) -> bool:
 def _dense_layers(caller: str, tree: PyTree) -> list[DenseParams]:
     layers = [n for n in jax.tree_util.tree_leaves(tree, is_leaf=_is_dense) if _is_dense(n)]
     if not layers:
-        arg = "params" if caller == "save_csv" else "like"
+        arg = "params" if caller == "save_csv_weights" else "like"
         raise ValueError(f"{caller}: {arg} holds no DenseParams (no dense layer to store)")
     return layers
 
@@ -147,14 +148,14 @@ def _write_table(f: BinaryIO, header: str, values: np.ndarray) -> None:
 def _read_table(path: Path, template: Any, ndmin: int) -> jax.Array:
     """One ``w{i}.csv`` or ``b{i}.csv`` as an array of the template's shape and dtype."""
     if not path.is_file():
-        raise FileNotFoundError(f"load_csv: missing file {str(path)!r}")
+        raise FileNotFoundError(f"load_csv_weights: missing file {str(path)!r}")
     try:
         values = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=ndmin, dtype=np.float64)
     except ValueError as error:
-        raise ValueError(f"load_csv: cannot parse {str(path)!r}: {error}") from error
+        raise ValueError(f"load_csv_weights: cannot parse {str(path)!r}: {error}") from error
     shape = tuple(template.shape)
     if values.shape != shape:
         raise ValueError(
-            f"load_csv: {str(path)!r}: file has shape {values.shape}, template has {shape}"
+            f"load_csv_weights: {str(path)!r}: file has shape {values.shape}, template has {shape}"
         )
     return jnp.asarray(values.astype(template.dtype))

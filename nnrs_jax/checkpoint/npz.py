@@ -3,8 +3,9 @@
 `save` writes one ``.npz`` file holding every array of the parameter, optimizer-state and
 model-state pytrees, keyed by its pytree path (``params[0].w``, ``opt_state.velocity[2].b``,
 ``state[1].mean``), plus the step, the PRNG key and a JSON metadata string, atomically
-(`nnrs_jax.checkpoint.atomic`). `load` restores into a template, so NamedTuples and dtypes come
-back exactly; `load_meta` reads the metadata alone.
+(`nnrs_jax.checkpoint.atomic`). `load` restores into keyword templates (``params=``, and
+optionally ``opt_state=`` and ``state=``), so NamedTuples and dtypes come back exactly;
+`load_meta` reads the metadata alone.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def save(
         >>> params = model.init(jax.random.key(0))
         >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
         >>> nj.save(path, params, step=10, meta={"hidden": 3})
-        >>> ckpt = nj.load(path, like=params)
+        >>> ckpt = nj.load(path, params=params)
         >>> ckpt.step, ckpt.meta, ckpt.params[2].w.shape
         (10, {'hidden': 3}, (3, 2))
     """
@@ -123,88 +124,104 @@ def save(
     write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
-def load(path: StrPath, like: PyTree, *, state: PyTree | None = None) -> Checkpoint:
-    """Read a checkpoint written by `save` into the tree types of a template.
+def load(
+    path: StrPath,
+    *,
+    params: PyTree = None,
+    opt_state: PyTree | None = None,
+    state: PyTree | None = None,
+    like: None = None,
+) -> Checkpoint:
+    """Read a checkpoint written by `save` into the tree types of keyword templates.
 
-    ``like`` is either the parameter template alone, or a pair ``(params_template,
-    opt_state_template)`` where the second element may be ``None``. Templates give the tree
-    structure (NamedTuples included) and each leaf's shape and dtype; their leaves may be arrays
-    or `jax.ShapeDtypeStruct` (e.g. from ``jax.eval_shape(model.init, key)``).
+    Each template gives the tree structure (NamedTuples included) and each leaf's shape and
+    dtype; its leaves may be arrays or `jax.ShapeDtypeStruct` (e.g. from
+    ``jax.eval_shape(model.init, key)``). The parameters are always restored; the optimizer
+    state only when ``opt_state`` gives its template (e.g. ``optimizer.init(params)``), the
+    model state only when ``state`` gives its template (e.g. ``model.init_state()``). Arrays
+    come back as `jax.Array` with the stored dtype, bit for bit.
 
-    .. note::
-        A plain 2-tuple is ambiguous: it may be a pair or the parameters of a two-layer model.
-        It is read as a pair when its second element is ``None`` or its first element matches
-        the checkpoint's parameter entries, and as the parameter template otherwise.
-
-    The stored optimizer state is returned only when a template for it is given; likewise the
-    model state only when ``state`` gives its template (e.g. ``model.init_state()``). Arrays come
-    back as `jax.Array` with the stored dtype, bit for bit.
+    The templates are keyword-only: ``load(path, params=p, opt_state=s)``. A positional
+    template or the keyword ``like`` (``like=p`` or ``like=(p, s)``) raises a `TypeError` that
+    names this form.
 
     Args:
         path: a file written by `save`.
-        like: ``params_template`` or ``(params_template, opt_state_template | None)``.
+        params: the parameter template (required; ``None`` raises `TypeError`).
+        opt_state: optional template of the optimizer state.
         state: optional template of the model state.
+        like: not accepted; given, it raises `TypeError` naming the keyword templates.
 
     Returns:
-        ``Checkpoint(params, opt_state, step, key, meta, state)``.
+        ``Checkpoint(params, opt_state, step, key, meta, state)``; ``opt_state`` and ``state``
+        are ``None`` when their templates are not given.
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is not a checkpoint, or it does not match the template: a missing
+        ValueError: the file is not a checkpoint, or it does not match the templates: a missing
             or extra leaf, a different shape or dtype (every mismatch is listed with its path,
-            e.g. ``params[0].w: checkpoint has shape (784, 64), template has (784, 32)``).
-        TypeError: a template leaf without ``shape`` and ``dtype``.
+            e.g. ``params[0].w: checkpoint has shape (784, 64), template has (784, 32)``), or an
+            ``opt_state`` or ``state`` template for a file that holds none.
+        TypeError: ``like`` given, ``params`` missing, or a template leaf without ``shape`` and
+            ``dtype``.
 
     Example:
         >>> import os, tempfile, jax, jax.numpy as jnp, nnrs_jax as nj
         >>> params = nj.dense(2, 1).init(jax.random.key(0))
         >>> path = os.path.join(tempfile.mkdtemp(), "dense.npz")
         >>> nj.save(path, params)
-        >>> restored = nj.load(path, like=params).params
+        >>> restored = nj.load(path, params=params).params
         >>> type(restored).__name__, bool(jnp.array_equal(restored.w, params.w))
         ('DenseParams', True)
     """
+    if like is not None:
+        raise TypeError(
+            "load: pass the templates by keyword: load(path, params=..., opt_state=..., "
+            f"state=...), got like={_describe(like)}"
+        )
+    if params is None:
+        raise TypeError(
+            "load: the params template is required: load(path, params=..., opt_state=..., "
+            "state=...), got params=None"
+        )
     path = Path(path)
     stored = _read_archive("load", path)
     dtype_names = json.loads(str(stored[_DTYPES])) if _DTYPES in stored else {}
     for name, dtype_name in dtype_names.items():
         stored[name] = stored[name].view(jnp.dtype(dtype_name))
 
-    params_like, state_like = _split_like(like, stored)
     problems: list[str] = []
-    params = _restore("params", params_like, stored, problems)
-    opt_state = None
-    if state_like is not None:
-        has_state = any(_in_tree("opt_state", name) for name in stored)
-        if not has_state and jax.tree_util.tree_leaves(state_like):
-            raise ValueError(
-                f"load: {str(path)!r} holds no optimizer state, but `like` gives an "
-                "opt_state template; pass the parameter template alone"
-            )
-        opt_state = _restore("opt_state", state_like, stored, problems)
+    restored = _restore("params", params, stored, problems)
+    opt = None
+    if opt_state is not None:
+        _check_present(path, stored, "opt_state", opt_state, "optimizer state")
+        opt = _restore("opt_state", opt_state, stored, problems)
     model_state = None
     if state is not None:
-        if jax.tree_util.tree_leaves(state) and not any(_in_tree("state", n) for n in stored):
-            raise ValueError(
-                f"load: {str(path)!r} holds no model state, but `state` gives a template; "
-                "save it with nj.save(..., state=result.state)"
-            )
+        _check_present(path, stored, "state", state, "model state")
         model_state = _restore("state", state, stored, problems)
     if problems:
-        raise ValueError(f"load: {str(path)!r} does not match `like`:\n  " + "\n  ".join(problems))
+        raise ValueError(
+            f"load: {str(path)!r} does not match the templates:\n  " + "\n  ".join(problems)
+        )
 
     step = int(stored[_STEP]) if _STEP in stored else None
     key = None
     if _KEY_DATA in stored:
         key = jax.random.wrap_key_data(jnp.asarray(stored[_KEY_DATA]), impl=str(stored[_KEY_IMPL]))
     meta = json.loads(str(stored[_META])) if _META in stored else None
-    return Checkpoint(params, opt_state, step, key, meta, model_state)
+    return Checkpoint(restored, opt, step, key, meta, model_state)
 
 
 def load_meta(path: StrPath) -> dict[str, Any] | None:
     """The ``meta`` dict a checkpoint was saved with (``None`` if none), without a template.
 
-    Useful to rebuild the model a file describes before calling `load` with its params.
+    Useful to rebuild the model a file describes before calling `load` with its templates,
+    e.g. ``nj.specs.build_model(meta["model"])`` for a file written by ``nnrs-jax train``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a checkpoint written by `save`.
     """
     stored = _read_archive("load_meta", Path(path))
     return json.loads(str(stored[_META])) if _META in stored else None
@@ -295,23 +312,22 @@ def _in_tree(prefix: str, name: str) -> bool:
     return name == prefix or name.startswith((prefix + "[", prefix + "."))
 
 
-def _names(prefix: str, tree: PyTree) -> set[str]:
-    return {prefix + jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(tree)}
+def _describe(value: object) -> str:
+    """A short description of a removed-keyword argument, for an error message."""
+    if type(value) is tuple:
+        return f"a tuple of {len(value)}"
+    return type(value).__name__
 
 
-def _split_like(like: PyTree, stored: dict[str, np.ndarray]) -> tuple[PyTree, PyTree | None]:
-    """``(params_template, opt_state_template | None)`` from the ``like`` argument of `load`."""
-    if type(like) is not tuple or len(like) != 2:
-        return like, None
-    if like[1] is None:
-        return like[0], None
-    stored_params = {name for name in stored if _in_tree("params", name)}
-    as_pair = _names("params", like[0])
-    as_params = _names("params", like)
-    # When neither reading matches, the closer one gives the more useful error message.
-    if len(as_pair ^ stored_params) <= len(as_params ^ stored_params):
-        return like
-    return like, None
+def _check_present(
+    path: Path, stored: dict[str, np.ndarray], prefix: str, template: PyTree, what: str
+) -> None:
+    """A template with leaves for a tree the file does not hold is an error of its own."""
+    if jax.tree_util.tree_leaves(template) and not any(_in_tree(prefix, n) for n in stored):
+        raise ValueError(
+            f"load: {str(path)!r} holds no {what}, but `{prefix}` gives a template; "
+            f"leave {prefix} out, or save it with nj.save(..., {prefix}=...)"
+        )
 
 
 def _restore(

@@ -1,11 +1,12 @@
 """Command line: ``nnrs-jax train | evaluate | reproduce | rank`` (also ``python -m nnrs_jax``).
 
 A thin layer over `fit`, `evaluate`, `save` and `load`: each flag names one argument of those
-functions. With no arguments, ``nnrs-jax`` trains the default recipe and prints the report.
+functions. With no arguments, ``nnrs-jax`` trains the default recipe (`nnrs_jax.recipes`) and
+prints the report. The models and optimizers are built from specs (`nnrs_jax.specs`), which
+``train --save`` records in the checkpoint and ``evaluate`` rebuilds from.
 
-* `specs` — the model and optimizer specs a checkpoint records; `build_model`, `build_optimizer`.
-* `parser` — the subcommands, their flags and the flag types.
-* `train` — ``train`` and ``evaluate``; `reproduce` — the seed's table; `rank` — ``rank``.
+* `parser` — the subcommands, their flags and the flag types; the defaults are the recipes'.
+* `train` — ``train`` and ``evaluate``; `reproduce` — the nn-rs table; `rank` — ``rank``.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from collections.abc import Sequence
 from nnrs_jax.cli.parser import build_parser
 from nnrs_jax.cli.rank import rank_command
 from nnrs_jax.cli.reproduce import reproduce_command
-from nnrs_jax.cli.specs import DEFAULT_RECIPE, build_model, build_optimizer
 from nnrs_jax.cli.train import evaluate_command, train_command
 
-__all__ = ["DEFAULT_RECIPE", "build_model", "build_optimizer", "main"]
+__all__ = ["main"]
 
 
 DESCRIPTION = (
-    "nnrs-jax: train on MNIST, evaluate a saved model, rerun the nn-rs MNIST table, or test "
-    "nn-rs's rankings of optimizers and activations (also: python -m nnrs_jax)"
+    "nnrs-jax: train on MNIST, evaluate a saved model, rerun the nn-rs table (the MNIST results "
+    "nn-rs published), or test nn-rs's rankings of optimizers and activations. With no "
+    "command, train the default recipe. Also: python -m nnrs_jax."
 )
 
 

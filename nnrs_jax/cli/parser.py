@@ -9,21 +9,23 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-import nnrs_jax as nj
-from nnrs_jax import ranking
+from nnrs_jax import ranking, recipes
 from nnrs_jax._validate import check_float
-from nnrs_jax.cli.specs import (
+from nnrs_jax.specs import (
     ACTIVATIONS,
-    DEFAULT_RECIPE,
+    INITIALIZERS,
     LOSSES,
     MODELS,
     OPTIMIZERS,
     SCHEDULES,
+    WEIGHT_DECAY,
+    format_arch,
     parse_arch,
     parse_regularizer,
 )
 
 TOLERANCE = 1.5
+SEED = 0  # the default random seed of ``train``
 
 RANK_HELP = f"""Rank the optimizers or the activations on MNIST and test nn-rs's claimed order:
   optimizers:  {ranking.OPTIMIZER_CLAIM}
@@ -38,9 +40,25 @@ claim whether it holds, is reversed or is not distinguishable, then a one-line s
 The full run takes a few minutes on a 2-core CPU (most of it the full-batch GD runs)."""
 
 
+def _spec_error(error: ValueError, function: str) -> argparse.ArgumentTypeError:
+    """A `nnrs_jax.specs` parse error as a flag error (argparse names the flag)."""
+    return argparse.ArgumentTypeError(str(error).removeprefix(f"{function}: text "))
+
+
+def _arch_flag(text: str) -> list[int]:
+    """``--arch``: layer sizes joined by ``-`` (`nnrs_jax.specs.parse_arch`)."""
+    try:
+        return parse_arch(text)
+    except ValueError as error:
+        raise _spec_error(error, "parse_arch") from None
+
+
 def _regularizer_flag(text: str) -> str:
     """Validate ``--regularizer`` while parsing; keep the text, which goes into saved metadata."""
-    parse_regularizer(text)
+    try:
+        parse_regularizer(text)
+    except ValueError as error:
+        raise _spec_error(error, "parse_regularizer") from None
     return text
 
 
@@ -102,6 +120,15 @@ def _tolerance(text: str) -> float:
         ) from None
 
 
+def _per_recipe(name: str) -> str:
+    """A training default as help text: the MLP recipe's, and the CNN recipe's if it differs."""
+    mlp, cnn = getattr(recipes.MLP, name), getattr(recipes.CNN, name)
+    shown = f"{mlp:g}" if isinstance(mlp, float) else str(mlp)
+    if cnn != mlp:
+        shown += f"; cnn {cnn:g}" if isinstance(cnn, float) else f"; cnn {cnn}"
+    return shown
+
+
 def require_matplotlib(parser: argparse.ArgumentParser) -> None:
     """Fail before any training when --plot cannot be honoured."""
     try:
@@ -124,30 +151,38 @@ def build_parser(
 ) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The ``nnrs-jax`` parser and its subcommand parsers by name (for their ``error``)."""
     parser = argparse.ArgumentParser(prog="nnrs-jax", description=description)
-    commands = parser.add_subparsers(dest="command")
-    d = DEFAULT_RECIPE
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                     help="what to do (default: train)")  # fmt: skip
+    # The defaults are the recipes' (nj.recipes): the MLP's model spec and training settings.
+    m, cnn = recipes.MLP_MODEL, recipes.CNN
 
-    train = commands.add_parser("train", help="train on MNIST and print the test report")
+    train = commands.add_parser("train", help="train on MNIST and print the test report",
+                                description="Train on MNIST and print the test report. The "
+                                "defaults are the MLP recipe (nj.recipes.MLP_MODEL, "
+                                "nj.recipes.MLP; docs/recipe.md).")  # fmt: skip
     train.add_argument("--model", default="mlp", choices=MODELS,
-                       help="mlp: dense layers from --arch (default recipe: 784-1024-512-10); "
-                       "cnn: the CNN recipe (nj.recipes.cnn, docs/cnn_recipe.md), "
-                       f"{nj.recipes.CNN.epochs} epochs of "
-                       f"{nj.recipes.CNN.batch_size}, random shifts of one pixel")  # fmt: skip
-    train.add_argument("--arch", default=d["arch"], type=parse_arch, help="e.g. 784-64-32-16-10")
-    train.add_argument("--activation", default=d["activation"], choices=sorted(ACTIVATIONS),
-                       help=f"hidden activation of the MLP ({d['activation']})")  # fmt: skip
-    train.add_argument("--init", default=d["init"], choices=["he", "lecun", "glorot"],
-                       help=f"weight initialization of the MLP ({d['init']})")  # fmt: skip
-    train.add_argument("--regularizer", default=d["regularizer"], type=_regularizer_flag,
-                       help="none | l1:LAM | l2:LAM | elastic_net:L1,L2")  # fmt: skip
-    train.add_argument("--loss", default=d["loss"], choices=sorted(LOSSES),
-                       help=f"training loss ({d['loss']})")  # fmt: skip
-    train.add_argument("--optimizer", default=d["optimizer"], choices=sorted(OPTIMIZERS),
-                       help=f"optimizer ({d['optimizer']})")  # fmt: skip
+                       help="mlp: dense layers from --arch (default recipe: "
+                       f"{format_arch(m['arch'])}); cnn: the CNN recipe (nj.recipes.cnn, "
+                       f"docs/cnn_recipe.md), {cnn.epochs} epochs of {cnn.batch_size}, random "
+                       "shifts of one pixel")  # fmt: skip
+    train.add_argument("--arch", default=list(m["arch"]), type=_arch_flag,
+                       help="layer sizes of the MLP joined by '-', e.g. 784-64-32-16-10 "
+                       f"(default {format_arch(m['arch'])})")  # fmt: skip
+    train.add_argument("--activation", default=m["activation"], choices=sorted(ACTIVATIONS),
+                       help=f"hidden activation of the MLP ({m['activation']})")  # fmt: skip
+    train.add_argument("--init", default=m["init"], choices=INITIALIZERS,
+                       help=f"weight initialization of the MLP ({m['init']})")  # fmt: skip
+    train.add_argument("--regularizer", default=m["regularizer"], type=_regularizer_flag,
+                       help="penalty on the MLP's weights: none | l1:LAM | l2:LAM | "
+                       f"elastic_net:L1,L2 ({m['regularizer']})")  # fmt: skip
+    train.add_argument("--loss", default=m["loss"], choices=sorted(LOSSES),
+                       help=f"training loss ({m['loss']})")  # fmt: skip
+    train.add_argument("--optimizer", choices=sorted(OPTIMIZERS),
+                       help=f"optimizer (default {_per_recipe('optimizer')})")  # fmt: skip
     train.add_argument(
         "--lr",
         type=_positive_float,
-        help=f"learning rate (default {d['lr']:g}; cnn {nj.recipes.CNN.lr:g})",
+        help=f"learning rate (default {_per_recipe('lr')})",
     )
     train.add_argument(
         "--clip",
@@ -159,7 +194,8 @@ def build_parser(
         "--weight-decay",
         type=_non_negative_float,
         metavar="RATE",
-        help="decoupled weight decay on the weights (with --optimizer adamw; default 1e-4)",
+        help=f"decoupled weight decay on the weights (with --optimizer adamw; default "
+        f"{WEIGHT_DECAY:g})",
     )
     train.add_argument(
         "--ema",
@@ -174,15 +210,17 @@ def build_parser(
         help="update once every K mini-batches with their mean gradient",
     )
     train.add_argument("--schedule", default=None, choices=SCHEDULES,
-                       help=f"learning-rate schedule (default: {d['schedule']} for epochs, "
-                       "constant for --steps)")  # fmt: skip
+                       help=f"learning-rate schedule (default: {_per_recipe('schedule')} for "
+                       "epochs, constant for --steps)")  # fmt: skip
     mode = train.add_mutually_exclusive_group()
     mode.add_argument("--steps", type=int, help="full-batch gradient steps (nn-rs's mode)")
-    mode.add_argument("--epochs", type=_positive_int, help=f"mini-batch epochs ({d['epochs']})")
+    mode.add_argument("--epochs", type=_positive_int,
+                      help=f"mini-batch epochs ({_per_recipe('epochs')})")  # fmt: skip
     train.add_argument("--batch-size", type=_positive_int,
-                       help=f"mini-batch size ({d['batch_size']})")  # fmt: skip
-    train.add_argument("--seed", default=d["seed"], type=int,
-                       help="random seed: init, shuffles, dropout and augmentation")  # fmt: skip
+                       help=f"mini-batch size ({_per_recipe('batch_size')})")  # fmt: skip
+    train.add_argument("--seed", default=SEED, type=int,
+                       help=f"random seed of the initialization, the shuffles, dropout and "
+                       f"augmentation ({SEED})")  # fmt: skip
     train.add_argument("--validation-split", type=_fraction, metavar="FRACTION",
                        help="hold the last FRACTION of the training set out and evaluate it "
                        "at every log point")  # fmt: skip
@@ -193,10 +231,13 @@ def build_parser(
                        help="back the run up in DIR at every log point; rerun the same "
                        "command to resume an interrupted run (removed at the end)")  # fmt: skip
     _data_flags(train)
-    train.add_argument("--save", help="write the trained model to this .npz file")
-    train.add_argument("--save-csv", help="write the weights in nn-rs's CSV format here")
+    train.add_argument("--save", metavar="PATH", help="write the trained model to this .npz file")
+    train.add_argument("--save-csv", metavar="DIR",
+                       help="write the dense weights to DIR in nn-rs's CSV format, w{i}.csv and "
+                       "b{i}.csv (nj.save_csv_weights)")  # fmt: skip
     train.add_argument("--log-every", default=10, type=_positive_int, metavar="N",
-                       help="full batch: read the metrics back every N steps (10)")  # fmt: skip
+                       help="with --steps: read the metrics back, and print a line, every N "
+                       "steps (10)")  # fmt: skip
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--plot", metavar="PATH",
                        help="write the loss and accuracy curves as a PNG")  # fmt: skip
@@ -214,17 +255,27 @@ def build_parser(
                        help="join a run described by the environment: JAX_COORDINATOR_ADDRESS "
                        "and the cluster JAX detects (Slurm, Open MPI, Kubernetes)")  # fmt: skip
 
-    evaluate = commands.add_parser("evaluate", help="print the test report of a saved model")
-    evaluate.add_argument("--load", required=True, help="a .npz written by train --save")
+    evaluate = commands.add_parser(
+        "evaluate", help="print the test report of a saved model",
+        description="Print the MNIST test report of a model saved by train --save, rebuilt "
+        "from the description in the file.",
+    )  # fmt: skip
+    evaluate.add_argument("--load", required=True, metavar="PATH",
+                          help="a .npz written by train --save")  # fmt: skip
     _data_flags(evaluate)
 
-    reproduce = commands.add_parser("reproduce", help="rerun the MNIST table nn-rs published")
-    reproduce.add_argument("--rows", help="row numbers, e.g. 1 or 2,4 or 1-3 (default: all)")
-    reproduce.add_argument("--seeds", default=1, type=_positive_int,
-                           help="average each row over this many random seeds")  # fmt: skip
+    reproduce = commands.add_parser(
+        "reproduce", help="rerun the nn-rs table: the MNIST results nn-rs published",
+        description="Rerun each row of the nn-rs table (the MNIST results nn-rs published) "
+        "with nn-rs's full-batch training, and print our test accuracy beside nn-rs's.",
+    )  # fmt: skip
+    reproduce.add_argument("--rows", help="rows of the nn-rs table, e.g. 1 or 2,4 or 1-3 "
+                           "(default: all)")  # fmt: skip
+    reproduce.add_argument("--seeds", default=1, type=_positive_int, metavar="N",
+                           help="average each row over N random seeds (1)")  # fmt: skip
     reproduce.add_argument("--tolerance", default=TOLERANCE, type=_tolerance, metavar="POINTS",
                            help="exit with status 1 if a row's accuracy is more than POINTS "
-                           f"below nn-rs's (default {TOLERANCE})")  # fmt: skip
+                           f"below the nn-rs table's (default {TOLERANCE})")  # fmt: skip
     _data_flags(reproduce)
 
     rank = commands.add_parser(
@@ -234,8 +285,12 @@ def build_parser(
     rank.add_argument("what", choices=["optimizers", "activations"],
                       help="the claim to test: optimizers or activations")  # fmt: skip
     full = ranking.FULL
-    rank.add_argument("--seeds", type=_at_least_two,
-                      help=f"seeds per variant at the chosen rate ({full.seeds})")  # fmt: skip
+    rank.add_argument(
+        "--seeds",
+        type=_at_least_two,
+        metavar="N",
+        help=f"random seeds per variant at the chosen rate ({full.seeds})",
+    )
     rank.add_argument("--steps", type=_positive_int,
                       help=f"updates per run, a whole number of epochs ({full.steps})")  # fmt: skip
     rank.add_argument("--quick", action="store_true",

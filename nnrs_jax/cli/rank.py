@@ -1,4 +1,4 @@
-"""``nnrs-jax rank``: rank the optimizers or the activations and test the seed's claimed order.
+"""``nnrs-jax rank``: rank the optimizers or the activations and test nn-rs's claimed order.
 
 The protocol, the statistics and the table are `nnrs_jax.ranking`'s; this module reads the
 flags, reports each variant as it finishes, and prints the verdicts.

@@ -2,7 +2,8 @@
 
 `train` joins a multi-process run when asked, trains with `fit`, prints the history and the
 test report, and writes the files the flags name; Ctrl-C saves what was reached and exits 130.
-`evaluate` rebuilds the model from a checkpoint's metadata and prints its test report.
+`evaluate` rebuilds the model from a checkpoint's metadata (the specs of `nnrs_jax.specs`) and
+prints its test report.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import nnrs_jax as nj
 from nnrs_jax import plotting
 from nnrs_jax.cli.parser import require_matplotlib
-from nnrs_jax.cli.specs import LOSSES, build_model, build_optimizer, eval_params
+from nnrs_jax.specs import build_loss, build_model, build_optimizer
 
 
 def load_data(
@@ -29,6 +30,24 @@ def load_data(
     return nj.datasets.mnist(
         split, data_dir=args.data_dir, verify=not args.no_verify, flatten=flatten
     )
+
+
+def model_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """The model spec (`nnrs_jax.specs`) the ``train`` flags describe; saved in the metadata.
+
+    With the default flags it equals `nnrs_jax.recipes.MLP_MODEL`.
+    """
+    if args.model == "cnn":
+        return {"kind": "cnn", "loss": args.loss}
+    return {
+        "kind": "mlp", "arch": list(args.arch), "activation": args.activation, "init": args.init,
+        "regularizer": args.regularizer, "loss": args.loss,
+    }  # fmt: skip
+
+
+def _eval_params(opt_spec: dict[str, Any], params: Any, opt_state: Any) -> Any:
+    """The params to evaluate: the moving average when the optimizer keeps one."""
+    return nj.ema_params(opt_state) if opt_spec.get("ema") else params
 
 
 def _join(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:
@@ -54,7 +73,10 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error("--batch-size goes with --epochs, not with --steps (full batch)")
     if args.steps is not None and args.steps < 0:
         parser.error(f"--steps must be >= 0, got {args.steps}")
-    if args.weight_decay is not None and args.optimizer != "adamw":
+    cnn = args.model == "cnn"
+    recipe = nj.recipes.CNN if cnn else nj.recipes.MLP
+    optimizer_name = args.optimizer or recipe.optimizer
+    if args.weight_decay is not None and optimizer_name != "adamw":
         parser.error("--weight-decay goes with --optimizer adamw (decoupled weight decay)")
     if args.early_stopping is not None and args.validation_split is None:
         parser.error("--early-stopping watches the validation loss: add --validation-split")
@@ -62,15 +84,7 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         require_matplotlib(parser)
     mesh = _join(args, parser)  # before any other JAX call
     full_batch = args.steps is not None
-    cnn = args.model == "cnn"
-    recipe = nj.recipes.CNN if cnn else nj.recipes.MLP
-    if cnn:
-        spec: dict[str, Any] = {"kind": "cnn", "loss": args.loss}
-    else:
-        spec = {
-            "arch": args.arch, "activation": args.activation, "init": args.init,
-            "regularizer": args.regularizer, "loss": args.loss,
-        }  # fmt: skip
+    spec = model_spec(args)
     x, y = load_data(args, "train", flatten=not cnn)
     xt, yt = load_data(args, "test", flatten=not cnn)
     classes = int(max(y.max(), yt.max())) + 1
@@ -91,7 +105,7 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     total = args.steps if full_batch else epochs * steps_per_epoch
     schedule = args.schedule or ("constant" if full_batch else recipe.schedule)
     opt_spec = {
-        "optimizer": args.optimizer, "lr": args.lr or recipe.lr, "schedule": schedule,
+        "optimizer": optimizer_name, "lr": args.lr or recipe.lr, "schedule": schedule,
         "clip": args.clip, "weight_decay": args.weight_decay, "ema": args.ema,
         "accumulate": args.accumulate,
     }  # fmt: skip
@@ -103,7 +117,7 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     held = f" ({x.shape[0] - rows} held out for validation)" if rows < x.shape[0] else ""
     augmented = "" if recipe.augment is None else f", augmented with {recipe.augment}"
     print(f"model: {model.name}")
-    print(f"training: {args.loss}, {args.optimizer} lr {opt_spec['lr']:g} ({schedule}"
+    print(f"training: {args.loss}, {optimizer_name} lr {opt_spec['lr']:g} ({schedule}"
           f"{', ' + extras if extras else ''}), {mode}, seed {args.seed}, "
           f"{rows} examples{held}{augmented}")  # fmt: skip
     callbacks: list[nj.callbacks.Callback] = []
@@ -115,7 +129,7 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     nj.enable_compilation_cache()
     start = time.perf_counter()
     result = nj.fit(
-        model, LOSSES[args.loss], optimizer, x, y, key=jax.random.key(args.seed),
+        model, build_loss(spec), optimizer, x, y, key=jax.random.key(args.seed),
         steps=args.steps, epochs=epochs, batch_size=batch_size, callbacks=callbacks,
         augment=recipe.augment, validation_split=args.validation_split,
         log_every=args.log_every, progress=not args.no_progress, mesh=mesh,
@@ -145,10 +159,10 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         _write_history(args.history, h)
         print(f"saved the history to {args.history}")
     if args.plot:
-        plotting.plot_history(h, args.plot, title=f"{model.name}: {args.optimizer}, {mode}")
+        plotting.plot_history(h, args.plot, title=f"{model.name}: {optimizer_name}, {mode}")
         print(f"saved the training curves to {args.plot}")
-    params = eval_params(opt_spec, result.params, result.opt_state)
-    report = nj.evaluate(model, params, xt, yt, LOSSES[args.loss], state=result.state, mesh=mesh)
+    params = _eval_params(opt_spec, result.params, result.opt_state)
+    report = nj.evaluate(model, params, xt, yt, build_loss(spec), state=result.state, mesh=mesh)
     print(report)
     if result.stopped == "callback":
         print(f"early stopping at epoch {int(h['epoch'][-1]) + 1}: the validation loss was "
@@ -158,7 +172,7 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
                 key=jax.random.key(args.seed), meta=meta, state=result.state)  # fmt: skip
         print(f"saved model to {args.save}")
     if args.save_csv:
-        nj.save_csv(args.save_csv, result.params)
+        nj.save_csv_weights(args.save_csv, result.params)
         print(f"saved CSV weights to {args.save_csv}")
     print(f"test accuracy: {100 * report.accuracy:.2f}%")
     return 0
@@ -185,16 +199,21 @@ def evaluate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         parser.error(f"--load {args.load}: the file has no model description (save it with "
                      "nnrs-jax train --save, or nj.save(..., meta={'model': spec}))")  # fmt: skip
     spec, opt_spec = meta["model"], meta.get("optimizer") or {}
-    model = build_model(spec)
-    template = jax.eval_shape(model.init, jax.random.key(0))
+    try:
+        model, loss = build_model(spec), build_loss(spec)
+        template = jax.eval_shape(model.init, jax.random.key(0))
+        opt_template = None
+        if opt_spec.get("ema"):
+            opt_template = jax.eval_shape(build_optimizer(opt_spec, 1, 1).init, template)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"--load {args.load}: the saved description is not valid: {error}"
+        ) from None
     state_template = jax.eval_shape(model.init_state)
-    opt_template = None
-    if opt_spec.get("ema"):
-        opt_template = jax.eval_shape(build_optimizer(opt_spec, 1, 1).init, template)
-    ckpt = nj.load(args.load, like=(template, opt_template), state=state_template)
-    params = eval_params(opt_spec, ckpt.params, ckpt.opt_state)
+    ckpt = nj.load(args.load, params=template, opt_state=opt_template, state=state_template)
+    params = _eval_params(opt_spec, ckpt.params, ckpt.opt_state)
     xt, yt = load_data(args, "test", flatten=spec.get("kind") != "cnn")
-    report = nj.evaluate(model, params, xt, yt, LOSSES[spec["loss"]], state=ckpt.state)
+    report = nj.evaluate(model, params, xt, yt, loss, state=ckpt.state)
     print(f"model: {model.name}")
     print(report)
     print(f"test accuracy: {100 * report.accuracy:.2f}%")

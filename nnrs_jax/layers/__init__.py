@@ -1,15 +1,18 @@
-"""Layers: `Layer` NamedTuples of pure functions, each with a hand-written backward."""
+"""Layers: `Layer` objects of pure functions, each with a hand-written backward."""
 
 from nnrs_jax.layers.activations import elu, leaky_relu, relu, selu, sigmoid, softmax, tanh
 from nnrs_jax.layers.base import (
     Layer,
     backward,
-    context_layer,
     forward,
     has_state,
+    layer_factory,
+    no_params,
     output_shape,
 )
+from nnrs_jax.layers.check import LayerCheck, check_layer
 from nnrs_jax.layers.combinators import residual, serial
+from nnrs_jax.layers.contract import LayerContractError
 from nnrs_jax.layers.conv import Conv2dParams, conv2d
 from nnrs_jax.layers.dense import DenseParams, dense
 from nnrs_jax.layers.dropout import dropout
@@ -23,10 +26,12 @@ __all__ = [
     "Conv2dParams",
     "DenseParams",
     "Layer",
+    "LayerCheck",
+    "LayerContractError",
     "avg_pool",
     "backward",
     "batch_norm",
-    "context_layer",
+    "check_layer",
     "conv2d",
     "dense",
     "dropout",
@@ -34,8 +39,10 @@ __all__ = [
     "flatten",
     "forward",
     "has_state",
+    "layer_factory",
     "leaky_relu",
     "max_pool",
+    "no_params",
     "output_shape",
     "relu",
     "reshape",

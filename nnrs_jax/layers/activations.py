@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from nnrs_jax._validate import check_float
 from nnrs_jax.layers._checks import check_same_shape, floating_input
-from nnrs_jax.layers.base import Layer, no_params
+from nnrs_jax.layers.base import Layer, layer_factory, no_params
 
 __all__ = ["elu", "leaky_relu", "relu", "selu", "sigmoid", "softmax", "tanh"]
 
@@ -38,11 +38,13 @@ def _elementwise(name: str, f: ArrayFn, df: ArrayFn) -> Layer:
     return Layer(no_params, apply, backward, name=name)
 
 
+@layer_factory
 def relu() -> Layer:
     """ReLU: ``y = max(x, 0)``; ``y' = 1 if x > 0 else 0``. Reference: Nair & Hinton 2010."""
     return _elementwise("relu", lambda x: jnp.maximum(x, 0), lambda x: (x > 0).astype(x.dtype))
 
 
+@layer_factory
 def leaky_relu(alpha: float = 0.01) -> Layer:
     """Leaky ReLU: ``y = x if x > 0 else α·x``; ``y' = 1 if x > 0 else α``.
 
@@ -67,6 +69,7 @@ def _elu_parts(alpha: float, scale: float) -> tuple[ArrayFn, ArrayFn]:
     return f, df
 
 
+@layer_factory
 def elu(alpha: float = 1.0) -> Layer:
     """ELU: ``y = x if x > 0 else α·(eˣ − 1)``; ``y' = 1 if x > 0 else α·eˣ``.
 
@@ -76,6 +79,7 @@ def elu(alpha: float = 1.0) -> Layer:
     return _elementwise(f"elu({a})", *_elu_parts(a, 1.0))
 
 
+@layer_factory
 def selu() -> Layer:
     """SELU: ``y = λ·(x if x > 0 else α·(eˣ − 1))``; ``y' = λ if x > 0 else λ·α·eˣ``.
 
@@ -85,11 +89,13 @@ def selu() -> Layer:
     return _elementwise("selu", *_elu_parts(SELU_ALPHA, SELU_SCALE))
 
 
+@layer_factory
 def tanh() -> Layer:
     """Hyperbolic tangent: ``y = tanh(x)``; ``y' = 1 − tanh²(x)``."""
     return _elementwise("tanh", jnp.tanh, lambda x: 1 - jnp.tanh(x) ** 2)
 
 
+@layer_factory
 def sigmoid() -> Layer:
     """Logistic sigmoid: ``y = σ(x) = 1 / (1 + e⁻ˣ)``; ``y' = σ(x)·(1 − σ(x))``."""
 
@@ -100,6 +106,7 @@ def sigmoid() -> Layer:
     return _elementwise("sigmoid", jax.nn.sigmoid, df)
 
 
+@layer_factory
 def softmax() -> Layer:
     """Softmax over the last axis: ``sᵢ = e^{xᵢ} / Σⱼ e^{xⱼ}`` (max-shifted, stable).
 

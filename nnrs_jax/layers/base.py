@@ -1,35 +1,44 @@
-"""The `Layer` contract: a NamedTuple of pure functions with a hand-written backward.
+"""The `Layer` type: pure functions with a hand-written backward, in one canonical signature.
 
-Two kinds of layer share one type (see ``docs/design.md``):
+Every layer stores the same two functions (see ``docs/design.md`` and ``docs/layers.md``)::
 
-* a **plain** layer (``forward is None``): deterministic and stateless, ``apply(params, x)`` and
-  ``backward(params, x, grad_y)``, as in stax. `dense`, the activations and any user-written
-  ``Layer(init, apply, backward)`` are plain.
-* a **context** layer (``forward`` given) takes, by keyword, its non-trainable ``state``, a PRNG
-  ``key`` and the ``train`` switch: ``forward(params, x, *, state, key, train) -> (y,
-  new_state)`` and ``backward(params, x, grad_y, *, state, key, train)``. `dropout`,
-  `batch_norm`, `serial` and `residual` are context layers.
+    forward(params, x, *, state, key, train) -> (y, new_state)
+    backward(params, x, grad_y, *, state, key, train) -> (grad_params, grad_x)
 
-`forward` and `backward` (the functions of this module) call either kind the same way; every
-combinator and the training step go through them, so no code path knows any particular layer.
+``state`` is the layer's non-trainable state (``()`` for most), ``key`` a PRNG key for
+stochastic layers, ``train`` the static training switch. Two constructors fill them:
+
+* ``Layer(init, apply, backward, name=...)`` lifts a deterministic, stateless layer written as
+  ``apply(params, x)`` and ``backward(params, x, grad_y)`` (as in stax): `dense`, the
+  activations and most user layers;
+* ``Layer.context(init, forward, backward, name=..., init_state=...)`` takes the keyword form
+  directly: `dropout`, `batch_norm`, `serial` and `residual`.
+
+Both wrap the functions in the trace-time contract checks of `nnrs_jax.layers.contract`, so a
+layer that returns a wrongly shaped gradient is named at once. `layer_factory` makes layers
+built from equal arguments compare equal, so a rebuilt model reuses the compiled training step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+import functools
+import inspect
+from collections.abc import Callable, Hashable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from nnrs_jax.layers.contract import check_backward_result, check_forward_result
 from nnrs_jax.regularizers import Regularizer
 
 __all__ = [
     "Layer",
     "backward",
-    "context_layer",
+    "check_model",
     "forward",
     "has_state",
+    "layer_factory",
     "no_params",
     "no_penalty",
     "no_state",
@@ -40,6 +49,8 @@ __all__ = [
 Params = Any  # a pytree of arrays
 State = Any  # a pytree of arrays (non-trainable), () for layers without state
 PRNGKey = jax.Array
+
+GUIDE = "docs/layers.md (writing your own layer)"
 
 
 def no_penalty(params: Params) -> tuple[jax.Array | float, Params]:
@@ -89,89 +100,219 @@ def _same_input(x: jax.Array) -> jax.Array:
     return x
 
 
-class Layer(NamedTuple):
-    """A layer: pure functions, composable with `serial`.
+def _check_function(caller: str, arg: str, fn: Any) -> None:
+    if not callable(fn):
+        raise TypeError(f"{caller}: {arg} must be a function, got {type(fn).__name__}")
+
+
+_FIELDS = ("init", "forward", "backward", "penalty", "name", "init_state", "prepare")
+
+
+class Layer:
+    """A layer: ``init``, ``forward`` and a hand-written ``backward``, composable with `serial`.
+
+    ``Layer(init, apply, backward, *, name, penalty, prepare)`` builds a deterministic,
+    stateless layer from ``apply(params, x) -> y`` and ``backward(params, x, grad_y) ->
+    (grad_params, grad_x)``, the vector-Jacobian product of ``apply`` at ``x``; `Layer.context`
+    builds one that takes ``state``, ``key`` and ``train``. Either way the layer stores:
 
     Attributes:
-        init: ``init(key) -> params``; parameter-free layers return ``()``.
-        apply: plain layer: ``apply(params, x) -> y`` on a batch ``x`` ``(batch, ...)``;
-            context layer: ``apply(params, x, *, state=None, key=None, train=False) -> y``.
-        backward: plain: ``backward(params, x, grad_y) -> (grad_params, grad_x)``, the
-            vector-Jacobian product of ``apply`` at ``x``; context: the same with the keywords
-            of ``apply``, and the same ``key`` reproduces the forward's randomness exactly.
-            ``grad_params`` has exactly the tree of ``params``.
+        init: ``init(key) -> params``, any pytree of arrays (a bare array, a NamedTuple, a
+            dict); ``()`` for a layer without parameters.
+        forward: ``forward(params, x, *, state=None, key=None, train=False) -> (y,
+            new_state)``; ``new_state`` is ``state`` unless ``train`` updates it.
+        backward: ``backward(params, x, grad_y, *, state=None, key=None, train=False) ->
+            (grad_params, grad_x)``; ``grad_params`` has exactly the tree, shapes and dtypes of
+            ``params`` (a per-feature parameter's gradient is summed over the batch) and
+            ``grad_x`` the shape and dtype of ``x``; the same ``key`` reproduces the forward's
+            randomness. Both results are checked at trace time
+            (`nnrs_jax.layers.contract`): a break raises
+            `nnrs_jax.layers.contract.LayerContractError` naming the layer.
         penalty: ``penalty(params) -> (value, grad_params)``, the layer's regularization term
             and its gradient (zero for layers without a regularizer).
         name: used in error messages, e.g. ``"dense(784, 64)"``.
         init_state: ``init_state() -> state``, the initial non-trainable state (``()`` if
             none). The optimizer and the penalty never see it.
-        forward: ``None`` for a plain layer; for a context layer ``forward(params, x, *, state,
-            key, train) -> (y, new_state)``, where ``new_state`` is ``state`` unless ``train``
-            updates it (batch norm's running statistics).
         prepare: ``prepare(x) -> x'``, called once on an input that every step reuses
-            (full-batch training); the layer's ``apply``/``backward`` must accept ``x'``.
-            Identity by default; `dense` keeps a transposed copy of ``x``
-            (`nnrs_jax.layers.dense.Pretransposed`), which only it reads.
+            (full-batch training); the layer's ``forward``/``backward`` must accept ``x'``.
+            Identity by default; `dense` keeps a transposed copy of ``x``.
+
+    Two layers are equal when they were built from equal arguments by the same `layer_factory`
+    (every built-in layer), or from the same functions; equal layers share compiled steps.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, nnrs_jax as nj
+        >>> swish = nj.Layer(
+        ...     nj.no_params,
+        ...     lambda p, x: x * jax.nn.sigmoid(x),
+        ...     lambda p, x, dy: ((), dy * (jax.nn.sigmoid(x) * (1 + x * (1 - jax.nn.sigmoid(x))))),
+        ...     name="swish",
+        ... )
+        >>> swish.apply((), jnp.array([[0.0, 2.0]])).round(3).tolist()
+        [[0.0, 1.762]]
     """
+
+    __slots__ = (*_FIELDS, "_identity")
 
     init: Callable[[PRNGKey], Params]
-    apply: Callable[..., jax.Array]
+    forward: Callable[..., tuple[jax.Array, State]]
     backward: Callable[..., tuple[Params, jax.Array]]
-    penalty: Callable[[Params], tuple[jax.Array | float, Params]] = no_penalty
-    name: str = "layer"
-    init_state: Callable[[], State] = no_state
-    forward: Callable[..., tuple[jax.Array, State]] | None = None
-    prepare: Callable[[jax.Array], Any] = _same_input
+    penalty: Callable[[Params], tuple[jax.Array | float, Params]]
+    name: str
+    init_state: Callable[[], State]
+    prepare: Callable[[jax.Array], Any]
+    _identity: Hashable
 
+    def __init__(
+        self,
+        init: Callable[[PRNGKey], Params],
+        apply: Callable[[Params, Any], jax.Array],
+        backward: Callable[[Params, Any, jax.Array], tuple[Params, jax.Array]],
+        *,
+        name: str = "layer",
+        penalty: Callable[[Params], tuple[jax.Array | float, Params]] = no_penalty,
+        prepare: Callable[[jax.Array], Any] = _same_input,
+    ) -> None:
+        for arg, fn in (("init", init), ("apply", apply), ("backward", backward),
+                        ("penalty", penalty), ("prepare", prepare)):  # fmt: skip
+            _check_function("Layer", arg, fn)
+        plain_backward = backward
 
-def context_layer(
-    init: Callable[[PRNGKey], Params],
-    forward_fn: Callable[..., tuple[jax.Array, State]],
-    backward_fn: Callable[..., tuple[Params, jax.Array]],
-    *,
-    name: str,
-    init_state: Callable[[], State] = no_state,
-    penalty: Callable[[Params], tuple[jax.Array | float, Params]] = no_penalty,
-    prepare: Callable[[jax.Array], Any] = _same_input,
-) -> Layer:
-    """Build a context `Layer` from its ``forward`` and ``backward``; ``apply`` is derived.
+        def forward_fn(params, x, *, state=None, key=None, train=False):
+            del key, train
+            y = apply(params, x)
+            return check_forward_result(name, None, (y, () if state is None else state))
 
-    ``forward_fn(params, x, *, state, key, train) -> (y, new_state)`` and
-    ``backward_fn(params, x, grad_y, *, state, key, train) -> (grad_params, grad_x)``.
-    """
+        def backward_fn(params, x, grad_y, *, state=None, key=None, train=False):
+            del state, key, train
+            return check_backward_result(name, params, x, plain_backward(params, x, grad_y))
+
+        identity = ("Layer", init, apply, backward, name, penalty, prepare)
+        self._fill(init, forward_fn, backward_fn, penalty, name, no_state, prepare, identity)
+
+    @classmethod
+    def context(
+        cls,
+        init: Callable[[PRNGKey], Params],
+        forward: Callable[..., tuple[jax.Array, State]],
+        backward: Callable[..., tuple[Params, jax.Array]],
+        *,
+        name: str = "layer",
+        init_state: Callable[[], State] = no_state,
+        penalty: Callable[[Params], tuple[jax.Array | float, Params]] = no_penalty,
+        prepare: Callable[[jax.Array], Any] = _same_input,
+    ) -> Layer:
+        """A layer that takes ``state``, ``key`` and ``train``, from its keyword-form functions.
+
+        ``forward(params, x, *, state, key, train) -> (y, new_state)`` and ``backward(params,
+        x, grad_y, *, state, key, train) -> (grad_params, grad_x)``; the stored functions give
+        the keywords the defaults ``state=None, key=None, train=False``.
+        """
+        for arg, fn in (("init", init), ("forward", forward), ("backward", backward),
+                        ("init_state", init_state), ("penalty", penalty),
+                        ("prepare", prepare)):  # fmt: skip
+            _check_function("Layer.context", arg, fn)
+        keyword_forward, keyword_backward = forward, backward
+
+        def forward_fn(params, x, *, state=None, key=None, train=False):
+            result = keyword_forward(params, x, state=state, key=key, train=train)
+            return check_forward_result(name, state, result)
+
+        def backward_fn(params, x, grad_y, *, state=None, key=None, train=False):
+            result = keyword_backward(params, x, grad_y, state=state, key=key, train=train)
+            return check_backward_result(name, params, x, result)
+
+        identity = ("Layer.context", init, forward, backward, name, init_state, penalty, prepare)
+        layer = object.__new__(cls)
+        layer._fill(init, forward_fn, backward_fn, penalty, name, init_state, prepare, identity)
+        return layer
+
+    def _fill(self, *values: Any) -> None:
+        for field, value in zip((*_FIELDS, "_identity"), values, strict=True):
+            object.__setattr__(self, field, value)
 
     def apply(
+        self,
         params: Params,
-        x: jax.Array,
+        x: Any,
         *,
         state: State = None,
         key: PRNGKey | None = None,
         train: bool = False,
     ) -> jax.Array:
-        return forward_fn(params, x, state=state, key=key, train=train)[0]
+        """``y`` alone: ``forward(params, x, state=state, key=key, train=train)[0]``."""
+        return self.forward(params, x, state=state, key=key, train=train)[0]
 
-    def backward_kw(
-        params: Params,
-        x: jax.Array,
-        grad_y: jax.Array,
-        *,
-        state: State = None,
-        key: PRNGKey | None = None,
-        train: bool = False,
-    ) -> tuple[Params, jax.Array]:
-        return backward_fn(params, x, grad_y, state=state, key=key, train=train)
+    def with_identity(self, identity: Hashable) -> Layer:
+        """This layer, comparing equal to every layer of the same ``identity`` (hashable)."""
+        layer = object.__new__(type(self))
+        layer._fill(*(getattr(self, f) for f in _FIELDS), identity)
+        return layer
 
-    def forward_kw(
-        params: Params,
-        x: jax.Array,
-        *,
-        state: State = None,
-        key: PRNGKey | None = None,
-        train: bool = False,
-    ) -> tuple[jax.Array, State]:
-        return forward_fn(params, x, state=state, key=key, train=train)
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Layer is immutable: cannot set {name!r}")
 
-    return Layer(init, apply, backward_kw, penalty, name, init_state, forward_kw, prepare)
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Layer) and self._identity == other._identity
+
+    def __hash__(self) -> int:
+        return hash(self._identity)
+
+    def __repr__(self) -> str:
+        return f"Layer({self.name})"
+
+
+def layer_factory(factory: Callable[..., Layer]) -> Callable[..., Layer]:
+    """Decorate a function that builds a `Layer`: equal arguments give equal layers.
+
+    Layers hold closures, which compare by identity; a decorated factory gives each layer it
+    builds the identity ``(factory, bound arguments with defaults)``, so ``dense(784, 64) ==
+    dense(784, 64)`` and a model rebuilt in a notebook cell reuses the compiled step. Arguments
+    that cannot be hashed (an array) leave the layer compared by identity.
+
+    Example:
+        >>> import nnrs_jax as nj
+        >>> nj.serial(nj.dense(4, 2), nj.relu()) == nj.serial(nj.dense(4, 2, init="he"), nj.relu())
+        True
+    """
+    signature = inspect.signature(factory)
+    where = f"{factory.__module__}.{factory.__qualname__}"
+
+    @functools.wraps(factory)
+    def build(*args: Any, **kwargs: Any) -> Layer:
+        layer = factory(*args, **kwargs)
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{factory.__name__}: must return a Layer, got {type(layer).__name__}")
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        identity = (where, tuple(bound.arguments.items()))
+        try:
+            hash(identity)
+        except TypeError:
+            return layer
+        return layer.with_identity(identity)
+
+    return build
+
+
+def check_model(caller: str, model: Any, arg: str = "model") -> Layer:
+    """``model`` if it is a `Layer`; otherwise a TypeError naming the contract and the guide."""
+    if isinstance(model, Layer):
+        return model
+    kind = type(model)
+    got = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    hint = ""
+    if inspect.isfunction(model) or inspect.isclass(model):
+        hint = " (did you forget to call the factory, e.g. nj.relu() rather than nj.relu?)"
+    raise TypeError(
+        f"{caller}: {arg} must be a Layer (nj.Layer: init, forward and a hand-written backward, "
+        f"e.g. nj.serial(nj.dense(784, 10))), got {got}{hint}; to wrap your own function or a "
+        f"module of another library, see {GUIDE}"
+    )
 
 
 def forward(
@@ -191,8 +332,7 @@ def forward(
         >>> y.tolist(), state
         ([[0.0, 2.0]], ())
     """
-    if layer.forward is None:
-        return layer.apply(params, x), layer.init_state() if state is None else state
+    layer = check_model("forward", layer, "layer")
     return layer.forward(params, x, state=state, key=key, train=train)
 
 
@@ -207,8 +347,7 @@ def backward(
     train: bool = False,
 ) -> tuple[Params, jax.Array]:
     """The vector-Jacobian product of any layer: ``(grad_params, grad_x)``."""
-    if layer.forward is None:
-        return layer.backward(params, x, grad_y)
+    layer = check_model("backward", layer, "layer")
     return layer.backward(params, x, grad_y, state=state, key=key, train=train)
 
 
@@ -230,6 +369,7 @@ def output_shape(
         >>> nj.output_shape(cnn, (1, 28, 28, 1))
         (1, 1352)
     """
+    layer = check_model("output_shape", layer, "layer")
     params = jax.eval_shape(layer.init, jax.random.key(0))
     state = jax.eval_shape(layer.init_state)
     x = jax.ShapeDtypeStruct(tuple(input_shape), dtype)

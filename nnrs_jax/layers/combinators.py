@@ -17,20 +17,18 @@ from nnrs_jax.layers.base import (
     PRNGKey,
     State,
     backward,
-    context_layer,
+    check_model,
     forward,
+    layer_factory,
 )
+from nnrs_jax.layers.contract import LayerContractError, located
 
 __all__ = ["residual", "serial"]
 
 
 def _check_layers(name: str, layers: tuple[Any, ...]) -> None:
     for i, layer in enumerate(layers):
-        if not isinstance(layer, Layer):
-            raise TypeError(
-                f"{name}: argument {i} must be a Layer (e.g. nj.dense(...), nj.relu()), "
-                f"got {type(layer).__name__}; did you forget to call the factory?"
-            )
+        check_model(name, layer, f"argument {i}")
 
 
 def _split(key: PRNGKey | None, n: int) -> list[PRNGKey | None]:
@@ -38,6 +36,7 @@ def _split(key: PRNGKey | None, n: int) -> list[PRNGKey | None]:
     return [None] * n if key is None else list(jax.random.split(key, n))
 
 
+@layer_factory
 def serial(*layers: Layer) -> Layer:
     """Chain layers: ``y = fₙ(… f₂(f₁(x)))``; params and state are tuples, one entry per layer.
 
@@ -85,8 +84,11 @@ def serial(*layers: Layer) -> Layer:
         """Every layer's input (and the output last) and new state."""
         params, states = _check("params", params), _check("state", state, allow_none=True)
         inputs, new_states = [x], []
-        for layer, p, s, k in zip(layers, params, states, _split(key, n)):
-            x, s = forward(layer, p, x, state=s, key=k, train=train)
+        for i, (layer, p, s, k) in enumerate(zip(layers, params, states, _split(key, n))):
+            try:
+                x, s = forward(layer, p, x, state=s, key=k, train=train)
+            except LayerContractError as err:
+                raise located(err, i, name) from None
             inputs.append(x)
             new_states.append(s)
         return inputs, new_states
@@ -100,16 +102,20 @@ def serial(*layers: Layer) -> Layer:
         states, keys = _check("state", state, allow_none=True), _split(key, n)
         grads: list[Params] = [()] * n
         for i in reversed(range(n)):
-            grads[i], grad_y = backward(
-                layers[i], params[i], inputs[i], grad_y, state=states[i], key=keys[i], train=train
-            )
+            try:
+                grads[i], grad_y = backward(
+                    layers[i], params[i], inputs[i], grad_y, state=states[i], key=keys[i],
+                    train=train,
+                )  # fmt: skip
+            except LayerContractError as err:
+                raise located(err, i, name) from None
         return tuple(grads), grad_y
 
     def penalty(params: tuple[Params, ...]) -> tuple[jax.Array | float, tuple[Params, ...]]:
         parts = [layer.penalty(p) for layer, p in zip(layers, _check("params", params))]
         return sum(value for value, _ in parts), tuple(grad for _, grad in parts)
 
-    return context_layer(
+    return Layer.context(
         init,
         forward_fn,
         backward_fn,
@@ -120,6 +126,7 @@ def serial(*layers: Layer) -> Layer:
     )
 
 
+@layer_factory
 def residual(block: Layer) -> Layer:
     """Skip connection: ``y = x + block(x)`` (the building block of a ResNet).
 
@@ -150,7 +157,7 @@ def residual(block: Layer) -> Layer:
         grads, grad_x = backward(block, params, x, grad_y, state=state, key=key, train=train)
         return grads, grad_y + grad_x
 
-    return context_layer(
+    return Layer.context(
         block.init,
         forward_fn,
         backward_fn,

@@ -17,7 +17,7 @@ from nnrs_jax.layers._checks import (
     pair,
     window_output_size,
 )
-from nnrs_jax.layers.base import Layer, weight_penalty
+from nnrs_jax.layers.base import Layer, layer_factory, weight_penalty
 from nnrs_jax.regularizers import Regularizer
 
 __all__ = ["Conv2dParams", "conv2d"]
@@ -90,6 +90,7 @@ def _weight_grad(p: jax.Array, grad_y: jax.Array) -> jax.Array:
     return jnp.sum(lax.dot_general(grad_y, p, batched), axis=0).T
 
 
+@layer_factory
 def conv2d(
     in_channels: int,
     out_channels: int,
@@ -253,4 +254,4 @@ def conv2d(
         )
         return Conv2dParams(grad_w.reshape(params.w.shape), grad_b), grad_x
 
-    return Layer(init_params, apply, backward, penalty, name)
+    return Layer(init_params, apply, backward, name=name, penalty=penalty)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from nnrs_jax import initializers
 from nnrs_jax._validate import check_int
 from nnrs_jax.layers._checks import check_input, floating_input
-from nnrs_jax.layers.base import Layer, weight_penalty
+from nnrs_jax.layers.base import Layer, layer_factory, weight_penalty
 from nnrs_jax.regularizers import Regularizer
 
 __all__ = ["DenseParams", "dense"]
@@ -41,6 +41,7 @@ class Pretransposed(NamedTuple):
         return cls(x, jax.jit(lambda a: a.T)(x))
 
 
+@layer_factory
 def dense(
     in_dim: int,
     out_dim: int,
@@ -106,4 +107,4 @@ def dense(
         grad_x = grad_y @ params.w.T
         return DenseParams(grad_w, grad_b), grad_x
 
-    return Layer(init_params, apply, backward, penalty, name, prepare=Pretransposed.of)
+    return Layer(init_params, apply, backward, name=name, penalty=penalty, prepare=Pretransposed.of)

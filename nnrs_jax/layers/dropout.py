@@ -11,11 +11,12 @@ import numpy as np
 from nnrs_jax._validate import check_probability
 from nnrs_jax.layers._checks import check_floating, check_key, check_same_shape, check_train
 from nnrs_jax.layers._random import random_bits
-from nnrs_jax.layers.base import Layer, context_layer, no_params
+from nnrs_jax.layers.base import Layer, layer_factory, no_params
 
 __all__ = ["dropout"]
 
 
+@layer_factory
 def dropout(rate: float) -> Layer:
     """Inverted dropout: zero each element with probability ``rate``, rescale the rest.
 
@@ -83,4 +84,4 @@ def dropout(rate: float) -> Layer:
             return (), grad_y
         return (), grad_y * multiplier(x, key)
 
-    return context_layer(no_params, forward_fn, backward_fn, name=name)
+    return Layer.context(no_params, forward_fn, backward_fn, name=name)

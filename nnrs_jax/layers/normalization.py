@@ -11,7 +11,7 @@ from jax import lax
 
 from nnrs_jax._validate import check_float, check_int, check_probability
 from nnrs_jax.layers._checks import check_floating, check_train
-from nnrs_jax.layers.base import Layer, PRNGKey, context_layer
+from nnrs_jax.layers.base import Layer, PRNGKey, layer_factory
 
 __all__ = ["BatchNormParams", "BatchNormState", "batch_norm"]
 
@@ -30,6 +30,7 @@ class BatchNormState(NamedTuple):
     var: jax.Array
 
 
+@layer_factory
 def batch_norm(
     features: int,
     momentum: float = 0.9,
@@ -195,4 +196,4 @@ def batch_norm(
         grad_x = gain * (grad_y - mean_dy - x_hat * mean_dy_x_hat)
         return BatchNormParams(grad_scale, grad_bias), grad_x
 
-    return context_layer(init, forward_fn, backward_fn, name=name, init_state=init_state)
+    return Layer.context(init, forward_fn, backward_fn, name=name, init_state=init_state)

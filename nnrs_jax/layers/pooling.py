@@ -15,7 +15,7 @@ from nnrs_jax.layers._checks import (
     pair,
     window_output_size,
 )
-from nnrs_jax.layers.base import Layer, no_params
+from nnrs_jax.layers.base import Layer, layer_factory, no_params
 from nnrs_jax.layers.conv import window_views
 
 __all__ = ["avg_pool", "max_pool"]
@@ -144,6 +144,7 @@ def _pool(kind: str, window: int | Pair, stride: int | Pair | None) -> Layer:
     return Layer(no_params, apply, backward, name=name)
 
 
+@layer_factory
 def max_pool(window: int | Pair, stride: int | Pair | None = None) -> Layer:
     """Max pooling: the largest value of each ``kh×kw`` window, per channel (NHWC, valid).
 
@@ -174,6 +175,7 @@ def max_pool(window: int | Pair, stride: int | Pair | None = None) -> Layer:
     return _pool("max_pool", window, stride)
 
 
+@layer_factory
 def avg_pool(window: int | Pair, stride: int | Pair | None = None) -> Layer:
     """Average pooling: the mean of each ``kh×kw`` window, per channel (NHWC, valid).
 

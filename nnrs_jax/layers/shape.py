@@ -8,7 +8,7 @@ import jax
 
 from nnrs_jax._validate import check_int
 from nnrs_jax.layers._checks import check_grad_shape, floating_input
-from nnrs_jax.layers.base import Layer, no_params
+from nnrs_jax.layers.base import Layer, layer_factory, no_params
 
 __all__ = ["flatten", "reshape"]
 
@@ -30,6 +30,7 @@ def _reshaper(name: str, target) -> Layer:
     return Layer(no_params, apply, backward, name=name)
 
 
+@layer_factory
 def flatten() -> Layer:
     """Flatten each example: ``(batch, d₁, …, dₖ)`` → ``(batch, d₁·…·dₖ)``, row-major (C order).
 
@@ -44,6 +45,7 @@ def flatten() -> Layer:
     return _reshaper("flatten", lambda shape: (math.prod(shape),))
 
 
+@layer_factory
 def reshape(shape: tuple[int, ...]) -> Layer:
     """Reshape each example to ``shape``: ``(batch, …)`` → ``(batch, *shape)``, row-major.
 

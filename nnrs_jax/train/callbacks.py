@@ -193,7 +193,9 @@ class BackupAndRestore(Callback):
                 + "); remove it or use another directory"
             )
         try:
-            ckpt = checkpoint.load(self.path, like=(ts.params, ts.opt_state), state=ts.state)
+            ckpt = checkpoint.load(
+                self.path, params=ts.params, opt_state=ts.opt_state, state=ts.state
+            )
         except ValueError as error:
             raise ValueError(
                 f"BackupAndRestore: the backup {str(self.path)!r} does not fit this model: {error}"

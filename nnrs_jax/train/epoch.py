@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from nnrs_jax._validate import check_bool
-from nnrs_jax.layers.base import Layer, PRNGKey
+from nnrs_jax.layers.base import Layer, PRNGKey, check_model
 from nnrs_jax.losses import Loss
 from nnrs_jax.optim import Optimizer
 from nnrs_jax.train.state import TrainState, run_keys
@@ -141,6 +141,7 @@ def make_epoch(
         >>> int(ts.step), m["loss"].shape
         (12, (4,))
     """
+    model = check_model("make_epoch", model)
     caller = "make_epoch"
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"{caller}: batch_size must be an int >= 1, got {batch_size!r}")

@@ -12,13 +12,13 @@ from jax.sharding import Mesh
 
 from nnrs_jax import parallel
 from nnrs_jax.data_checks import check_data
-from nnrs_jax.layers.base import Layer, Params, State
+from nnrs_jax.layers.base import Layer, Params, State, check_model
 from nnrs_jax.losses import Loss
 from nnrs_jax.metrics import evaluate as evaluate_report
 from nnrs_jax.optim import Optimizer
 from nnrs_jax.train.feed import Feed, Layout, OnDevice
 from nnrs_jax.train.loop import Callback, check_count, loop_settings, run_loop
-from nnrs_jax.train.state import FitResult, TrainState, check_key, run_keys
+from nnrs_jax.train.state import FitResult, TrainState, check_key, init_params
 from nnrs_jax.train.step import (
     Augment,
     MetricFn,
@@ -157,6 +157,7 @@ def fit(
         >>> more.step
         60
     """
+    model = check_model("fit", model)
     caller = "fit"
     settings = loop_settings(caller, steps, epochs, batch_size, drop_last, log_every, progress,
                              on_nonfinite)  # fmt: skip
@@ -246,10 +247,7 @@ def _start(
         raise TypeError(f"{caller}: key must be a PRNG key from jax.random.key(seed), got None")
     key = check_key(caller, key)
     start = _start_step(step, opt_state)
-    if params is None:
-        params = jax.jit(model.init)(run_keys(key)[0])
-    else:
-        params = jax.tree.map(jnp.copy, params)
+    params = init_params(model, key) if params is None else jax.tree.map(jnp.copy, params)
     opt_state = optimizer.init(params) if opt_state is None else jax.tree.map(jnp.copy, opt_state)
     state = model.init_state() if state is None else jax.tree.map(jnp.copy, state)
     return TrainState(params, state, opt_state, jnp.asarray(start, jnp.int32), jnp.copy(key))

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nnrs_jax.layers.base import Layer, Params, PRNGKey, State
+from nnrs_jax.layers.base import Layer, Params, PRNGKey, State, check_model
 
 __all__ = ["FitResult", "TrainState"]
 
 OptState = Any
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_init(model: Layer) -> Any:
+    return jax.jit(model.init)
+
+
+def init_params(model: Layer, key: PRNGKey) -> Params:
+    """``model.init`` on the run's init key ``run_keys(key)[0]``; one compile per equal model."""
+    return _compiled_init(model)(run_keys(key)[0])
 
 
 class TrainState(NamedTuple):
@@ -48,9 +59,7 @@ class TrainState(NamedTuple):
     ) -> TrainState:
         """A fresh state: params from ``model.init`` on the run's init key (or ``params``)."""
         caller = "TrainState.create"
-        if not isinstance(model, Layer):
-            raise TypeError(f"{caller}: model must be an nj.Layer (e.g. nj.serial(...)), got "
-                            f"{type(model).__name__}")  # fmt: skip
+        model = check_model(caller, model)
         if not (
             callable(getattr(optimizer, "init", None))
             and callable(getattr(optimizer, "update", None))
@@ -59,7 +68,7 @@ class TrainState(NamedTuple):
                             f"got {type(optimizer).__name__}")  # fmt: skip
         key = check_key(caller, key)
         if params is None:
-            params = jax.jit(model.init)(run_keys(key)[0])
+            params = init_params(model, key)
         return cls(params, model.init_state(), optimizer.init(params), jnp.int32(0), jnp.copy(key))
 
 

@@ -18,7 +18,7 @@ from jax.sharding import Mesh
 
 from nnrs_jax import parallel
 from nnrs_jax.data_checks import task
-from nnrs_jax.layers.base import Layer, Params, State, forward, has_state
+from nnrs_jax.layers.base import Layer, Params, State, check_model, forward, has_state
 from nnrs_jax.losses import Loss
 from nnrs_jax.objective import penalty, value_grad_outputs
 from nnrs_jax.optim import Optimizer, apply_updates
@@ -198,6 +198,7 @@ def make_train_step(
         >>> sorted(metrics)
         ['accuracy', 'loss']
     """
+    model = check_model("make_train_step", model)
     caller = "make_train_step"
     if not with_state and has_state(model):
         raise ValueError(

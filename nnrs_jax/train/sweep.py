@@ -12,7 +12,7 @@ from jax.sharding import Mesh
 
 from nnrs_jax import parallel
 from nnrs_jax.data_checks import check_data
-from nnrs_jax.layers.base import Layer
+from nnrs_jax.layers.base import Layer, check_model
 from nnrs_jax.losses import Loss
 from nnrs_jax.optim import Optimizer
 from nnrs_jax.optim.templates import Template, instantiate, template
@@ -108,6 +108,7 @@ def fit_many(
         >>> result.history["loss"].shape, result.params[0].w.shape
         ((20, 2), (2, 4, 8))
     """
+    model = check_model("fit_many", model)
     caller = "fit_many"
     settings = loop_settings(caller, steps, epochs, batch_size, True, log_every, progress,
                              on_nonfinite)  # fmt: skip
