@@ -60,17 +60,16 @@ class Column(NamedTuple):
     fmt: str
 
 
+STEADY = Column("steady_ms", "steady ms/step", "{:.1f}")
+ACCURACY = Column("accuracy", "train acc", "{:.4f}")
+
 COLUMNS: dict[str, tuple[Column, ...]] = {
-    "full": (
-        Column("total_s", "total s (incl. compile)", "{:.2f}"),
-        Column("steady_ms", "steady ms/step", "{:.1f}"),
-        Column("accuracy", "train acc", "{:.4f}"),
-    ),
+    "full": (Column("total_s", "total s (incl. compile)", "{:.2f}"), STEADY, ACCURACY),
     "epoch": (
         Column("first_epoch_s", "1st epoch s (incl. compile)", "{:.2f}"),
         Column("epoch_s", "warm epoch s (median)", "{:.2f}"),
         Column("step_ms", "ms/step (warm)", "{:.2f}"),
-        Column("accuracy", "train acc", "{:.4f}"),
+        ACCURACY,
     ),
     "first_step": (
         Column("first_step_s", "1st step s (trace+compile+run)", "{:.3f}"),
@@ -78,8 +77,8 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
     ),
     "vmap": (
         Column("total_s", "total s (incl. init, compile)", "{:.2f}"),
-        Column("steady_ms", "steady ms/step", "{:.1f}"),
-        Column("accuracy", "mean train acc", "{:.4f}"),
+        STEADY,
+        ACCURACY._replace(header="mean train acc"),
     ),
 }
 """What each workload's table shows, before the memory and ratio columns."""

@@ -38,6 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from harness import BATCH, WARM_EPOCHS, load_data, save_data
@@ -69,6 +70,19 @@ def _epochs(run_epoch: Callable[[int], float], n_batches: int) -> Result:
     }
 
 
+def _jax_accuracy(
+    predict: Callable[..., Any], params: Any, x: Any, y: Any, n_batches: int
+) -> float:
+    """Accuracy of the JAX ``predict(params, xb)`` on the first `EVAL` (at most) training images."""
+    import jax.numpy as jnp
+
+    hits = [
+        jnp.sum(jnp.argmax(predict(params, x[i : i + BATCH]), -1) == y[i : i + BATCH])
+        for i in range(0, min(EVAL, n_batches * BATCH), BATCH)
+    ]
+    return float(sum(hits)) / (len(hits) * BATCH)
+
+
 def _images(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.reshape(-1, 28, 28, 1))
 
@@ -78,17 +92,10 @@ def nnrs_jax_setup():
     import nnrs_jax as nj
 
     model = nj.serial(
-        nj.conv2d(1, 32, 3),
-        nj.relu(),
-        nj.max_pool(2),
-        nj.conv2d(32, 64, 3),
-        nj.relu(),
-        nj.max_pool(2),
-        nj.flatten(),
-        nj.dense(1600, 128),
-        nj.relu(),
-        nj.dense(128, 10),
-    )
+        nj.conv2d(1, 32, 3), nj.relu(), nj.max_pool(2),
+        nj.conv2d(32, 64, 3), nj.relu(), nj.max_pool(2),
+        nj.flatten(), nj.dense(1600, 128), nj.relu(), nj.dense(128, 10),
+    )  # fmt: skip
     return model, nj.adam(LR, B1, B2, EPS)
 
 
@@ -126,12 +133,7 @@ def worker_nnrs_jax(x: np.ndarray, y: np.ndarray) -> Result:
         return float(loss)
 
     result = _epochs(run_epoch, n_batches)
-    predict = jax.jit(model.apply)
-    hits = [
-        jnp.sum(jnp.argmax(predict(carry[0], x[i : i + BATCH]), -1) == y[i : i + BATCH])
-        for i in range(0, min(EVAL, n_batches * BATCH), BATCH)
-    ]
-    result["accuracy"] = float(sum(hits)) / (len(hits) * BATCH)
+    result["accuracy"] = _jax_accuracy(jax.jit(model.apply), carry[0], x, y, n_batches)
     return result
 
 
@@ -143,17 +145,10 @@ def worker_torch(x: np.ndarray, y: np.ndarray) -> Result:
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(1, 32, 3),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(1600, 128),
-        nn.ReLU(),
-        nn.Linear(128, 10),
-    )
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(1600, 128), nn.ReLU(), nn.Linear(128, 10),
+    )  # fmt: skip
     for m in model:
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             # He normal, std √(2/fan_in), and zero biases, as nnrs_jax's init="he".
@@ -254,11 +249,7 @@ def _flax(x: np.ndarray, y: np.ndarray, scan: bool) -> Result:
 
     result = _epochs(run_epoch, n_batches)
     predict = jax.jit(lambda p, xb: model.apply({"params": p}, xb))
-    hits = [
-        jnp.sum(jnp.argmax(predict(carry[0], x[i : i + BATCH]), -1) == y[i : i + BATCH])
-        for i in range(0, min(EVAL, n_batches * BATCH), BATCH)
-    ]
-    result["accuracy"] = float(sum(hits)) / (len(hits) * BATCH)
+    result["accuracy"] = _jax_accuracy(predict, carry[0], x, y, n_batches)
     return result
 
 

@@ -58,24 +58,25 @@ def _steady_ms(step, params, state, inputs, y: jax.Array, steps: int) -> float:
     return median_ms(laps)
 
 
-def full(x: np.ndarray, y: np.ndarray, settings: Settings) -> dict[str, float]:
-    """``fit`` for ``full_steps`` full-batch steps, compile included, then the steady step."""
+def _timed_fit(
+    x: np.ndarray, y: np.ndarray, **length: int
+) -> tuple[nj.Layer, nj.Optimizer, jax.Array, jax.Array, nj.FitResult, float]:
+    """`_setup`, then ``fit`` from its initial states for ``length`` (``steps=`` or ``epochs=``
+    and ``batch_size=``), timed with its compilation until the params are ready.
+
+    Returns ``(model, opt, x, y, result, seconds)``, ``x`` and ``y`` on the device.
+    """
     model, opt, params, state, x, y = _setup(x, y)
     start = time.perf_counter()
-    result = nj.fit(
-        model,
-        nj.cross_entropy,
-        opt,
-        x,
-        y,
-        key=jax.random.key(0),
-        steps=settings.full_steps,
-        params=params,
-        opt_state=state,
-        progress=False,
-    )
+    result = nj.fit(model, nj.cross_entropy, opt, x, y, key=jax.random.key(0), params=params,
+                    opt_state=state, progress=False, **length)  # fmt: skip
     jax.block_until_ready(result.params)
-    total = time.perf_counter() - start
+    return model, opt, x, y, result, time.perf_counter() - start
+
+
+def full(x: np.ndarray, y: np.ndarray, settings: Settings) -> dict[str, float]:
+    """``fit`` for ``full_steps`` full-batch steps, compile included, then the steady step."""
+    model, opt, x, y, result, total = _timed_fit(x, y, steps=settings.full_steps)
     accuracy = _accuracy(model, result.params, x, y)
     # The steady step is timed on the same step body, fed the same prepared input (dense's
     # Pretransposed copy) as fit feeds it; fit's own copy is freed when it returns.
@@ -87,23 +88,7 @@ def full(x: np.ndarray, y: np.ndarray, settings: Settings) -> dict[str, float]:
 
 def epoch(x: np.ndarray, y: np.ndarray, settings: Settings) -> dict[str, float]:
     """One shuffled mini-batch epoch with ``fit`` (compile included), then the median warm epoch."""
-    model, opt, params, state, x, y = _setup(x, y)
-    start = time.perf_counter()
-    result = nj.fit(
-        model,
-        nj.cross_entropy,
-        opt,
-        x,
-        y,
-        key=jax.random.key(0),
-        epochs=1,
-        batch_size=BATCH,
-        params=params,
-        opt_state=state,
-        progress=False,
-    )
-    jax.block_until_ready(result.params)
-    first = time.perf_counter() - start
+    model, opt, x, y, result, first = _timed_fit(x, y, epochs=1, batch_size=BATCH)
     # The warm epochs are timed on the compiled epoch fit runs (one lax.scan over the batches,
     # nj.make_epoch): called once to compile, then timed.
     run_epoch = nj.make_epoch(model, nj.cross_entropy, opt, batch_size=BATCH)

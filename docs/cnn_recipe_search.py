@@ -18,13 +18,13 @@ The results are discussed in ``docs/cnn_recipe.md``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
+from recipe_search import choose
 
 import nnrs_jax as nj
 
@@ -38,13 +38,19 @@ def plain() -> nj.Layer:
     )  # fmt: skip
 
 
-def with_dropout() -> nj.Layer:
+def _dropout_net(hidden: int, before: float, after: float) -> nj.Layer:
+    """`plain` with ``hidden`` dense units and dropout ``before`` and ``after`` that layer."""
     return nj.serial(
         nj.conv2d(1, 32, 3), nj.relu(), nj.max_pool(2),
         nj.conv2d(32, 64, 3), nj.relu(), nj.max_pool(2),
-        nj.flatten(), nj.dropout(0.25), nj.dense(1600, 128), nj.relu(), nj.dropout(0.5),
-        nj.dense(128, 10),
+        nj.flatten(), nj.dropout(before), nj.dense(1600, hidden), nj.relu(), nj.dropout(after),
+        nj.dense(hidden, 10),
     )  # fmt: skip
+
+
+def with_dropout() -> nj.Layer:
+    """`plain` with dropout 0.25 before and 0.5 after the 128-unit dense layer."""
+    return _dropout_net(128, 0.25, 0.5)
 
 
 class Candidate(NamedTuple):
@@ -65,12 +71,7 @@ def wide_dropout() -> nj.Layer:
 
 def light_dropout() -> nj.Layer:
     """`wide_dropout` with lighter dropout (0.1 and 0.25), for use with augmentation."""
-    return nj.serial(
-        nj.conv2d(1, 32, 3), nj.relu(), nj.max_pool(2),
-        nj.conv2d(32, 64, 3), nj.relu(), nj.max_pool(2),
-        nj.flatten(), nj.dropout(0.1), nj.dense(1600, 256), nj.relu(), nj.dropout(0.25),
-        nj.dense(256, 10),
-    )  # fmt: skip
+    return _dropout_net(256, 0.1, 0.25)
 
 
 def batch_norm() -> nj.Layer:
@@ -153,22 +154,22 @@ def run(candidate: Candidate, seed: int, data) -> str:
             f"{100 * accuracy:.2f} | {wall:.0f} | {cpu:.0f} | {load:.1f} |")  # fmt: skip
 
 
+def describe(c: Candidate) -> str:
+    """A one-line summary such as ``plain, lr 0.002, 8 epochs of 128``."""
+    return f"{c.model.__name__}, lr {c.lr:g}, {c.epochs} epochs of {c.batch_size}"
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", nargs="+", help="candidate names (default: all)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--list", action="store_true", help="list the candidates and exit")
-    args = parser.parse_args()
-    if args.list:
-        for c in CANDIDATES:
-            print(f"{c.name}: {c.model.__name__}, lr {c.lr:g}, {c.epochs} epochs of {c.batch_size}")
+    """Run the chosen candidates for each seed and print one table row per run."""
+    choice = choose(__doc__.splitlines()[0], CANDIDATES, describe)
+    if choice is None:
         return
-    chosen = [c for c in CANDIDATES if args.only is None or c.name in args.only]
+    chosen, seeds = choice
     data = nj.datasets.mnist("train", flatten=False), nj.datasets.mnist("test", flatten=False)
     print("| candidate | seed | epochs | lr | test % | train s | cpu s | load |")
     print("|---|---|---|---|---|---|---|---|")
     for candidate in chosen:
-        for seed in args.seeds:
+        for seed in seeds:
             print(run(candidate, seed, data), flush=True)
 
 

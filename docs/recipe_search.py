@@ -23,7 +23,8 @@ import argparse
 import itertools
 import os
 import time
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, TypeVar
 
 import jax
 
@@ -126,21 +127,40 @@ def describe(c: Candidate) -> str:
     )
 
 
-def main() -> None:
-    """Run the chosen candidates for each seed and print one table row per run."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+Named = TypeVar("Named", bound=tuple)  # a NamedTuple with a ``name`` field
+
+
+def choose(
+    description: str, candidates: Sequence[Named], summary: Callable[[Named], str]
+) -> tuple[list[Named], list[int]] | None:
+    """The command line of the recipe searches: ``--only NAME…``, ``--seeds SEED…``, ``--list``.
+
+    Returns the chosen candidates (all of them without ``--only``; an unknown name is a usage
+    error) and the seeds (``[0]`` by default); or, with ``--list``, prints one line
+    ``name: summary(candidate)`` per candidate and returns None.
+    """
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--only", nargs="+", help="names of the candidates to run")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="PRNG seeds")
     parser.add_argument("--list", action="store_true", help="print candidate names and exit")
     args = parser.parse_args()
     if args.list:
-        for c in CANDIDATES:
-            print(f"{c.name}: {describe(c)}")
-        return
-    chosen = [c for c in CANDIDATES if args.only is None or c.name in args.only]
+        for c in candidates:
+            print(f"{c.name}: {summary(c)}")
+        return None
+    chosen = [c for c in candidates if args.only is None or c.name in args.only]
     unknown = set(args.only or ()) - {c.name for c in chosen}
     if unknown:
         parser.error(f"unknown candidates: {sorted(unknown)}")
+    return chosen, args.seeds
+
+
+def main() -> None:
+    """Run the chosen candidates for each seed and print one table row per run."""
+    choice = choose(__doc__.splitlines()[0], CANDIDATES, describe)
+    if choice is None:
+        return
+    chosen, seeds = choice
 
     x, y = nj.datasets.mnist("train", progress=False)
     xt, yt = nj.datasets.mnist("test", progress=False)
@@ -155,7 +175,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for c in chosen:
         model, optimizer = build(c)
-        for seed in args.seeds:
+        for seed in seeds:
             start, cpu_start = time.perf_counter(), time.process_time()
             result = nj.fit(
                 model,

@@ -43,6 +43,24 @@ def np_constant(t: int) -> float:
     return LR
 
 
+def np_zeros(tree: Tree) -> Tree:
+    return {k: np.zeros_like(v) for k, v in tree.items()}
+
+
+class NpBuffered:
+    """A reference whose state is one buffer of zeros shaped like the params."""
+
+    def init(self, p: Tree) -> Tree:
+        return np_zeros(p)
+
+
+class NpStateless:
+    """A reference without state."""
+
+    def init(self, p: Tree) -> None:
+        return None
+
+
 class NpLearningRate:
     def __init__(self, lr: Callable[[int], float]) -> None:
         self.lr = lr
@@ -55,12 +73,9 @@ class NpLearningRate:
         return {k: -self.lr(t) * v for k, v in g.items()}, t
 
 
-class NpMomentum:
+class NpMomentum(NpBuffered):
     def __init__(self, mu: float, nesterov: bool) -> None:
         self.mu, self.nesterov = mu, nesterov
-
-    def init(self, p: Tree) -> Tree:
-        return {k: np.zeros_like(v) for k, v in p.items()}
 
     def update(self, g: Tree, v: Tree, p: Tree) -> tuple[Tree, Tree]:
         v = {k: self.mu * v[k] + g[k] for k in g}
@@ -68,12 +83,9 @@ class NpMomentum:
         return u, v
 
 
-class NpRms:
+class NpRms(NpBuffered):
     def __init__(self, rho: float, eps: float) -> None:
         self.rho, self.eps = rho, eps
-
-    def init(self, p: Tree) -> Tree:
-        return {k: np.zeros_like(v) for k, v in p.items()}
 
     def update(self, g: Tree, s: Tree, p: Tree) -> tuple[Tree, Tree]:
         s = {k: self.rho * s[k] + (1 - self.rho) * g[k] ** 2 for k in g}
@@ -85,11 +97,7 @@ class NpAdam:
         self.b1, self.b2, self.eps, self.kind = b1, b2, eps, kind
 
     def init(self, p: Tree) -> tuple:
-        return (
-            0,
-            {k: np.zeros_like(v) for k, v in p.items()},
-            {k: np.zeros_like(v) for k, v in p.items()},
-        )
+        return 0, np_zeros(p), np_zeros(p)
 
     def update(self, g: Tree, state: tuple, p: Tree) -> tuple[Tree, tuple]:
         t, m, s = state
@@ -109,23 +117,17 @@ class NpAdam:
         return u, (t, m, s)
 
 
-class NpClip:
+class NpClip(NpStateless):
     def __init__(self, delta: float) -> None:
         self.delta = delta
-
-    def init(self, p: Tree) -> None:
-        return None
 
     def update(self, g: Tree, state: None, p: Tree) -> tuple[Tree, None]:
         return {k: np.minimum(np.maximum(v, -self.delta), self.delta) for k, v in g.items()}, None
 
 
-class NpGlobalNorm:
+class NpGlobalNorm(NpStateless):
     def __init__(self, c: float) -> None:
         self.c = c
-
-    def init(self, p: Tree) -> None:
-        return None
 
     def update(self, g: Tree, state: None, p: Tree) -> tuple[Tree, None]:
         norm = math.sqrt(sum(float(np.sum(v**2)) for v in g.values()))
@@ -133,12 +135,9 @@ class NpGlobalNorm:
         return {k: v * factor for k, v in g.items()}, None
 
 
-class NpDecay:
+class NpDecay(NpStateless):
     def __init__(self, rate: float, decayed: tuple[str, ...]) -> None:
         self.rate, self.decayed = rate, decayed
-
-    def init(self, p: Tree) -> None:
-        return None
 
     def update(self, g: Tree, state: None, p: Tree) -> tuple[Tree, None]:
         return {k: v + self.rate * p[k] if k in self.decayed else v for k, v in g.items()}, None
@@ -169,7 +168,7 @@ class NpEma:
         self.inner, self.decay = inner, decay
 
     def init(self, p: Tree) -> tuple:
-        return 0, {k: np.zeros_like(v) for k, v in p.items()}, self.inner.init(p), dict(p)
+        return 0, np_zeros(p), self.inner.init(p), dict(p)
 
     def update(self, g: Tree, state: tuple, p: Tree) -> tuple[Tree, tuple]:
         t, a, inner, initial = state
@@ -194,7 +193,7 @@ class NpAccumulate:
         pending, inner = state
         pending = [*pending, g]
         if len(pending) < self.every:
-            return {k: np.zeros_like(v) for k, v in g.items()}, (pending, inner)
+            return np_zeros(g), (pending, inner)
         mean = {k: sum(x[k] for x in pending) / self.every for k in g}
         u, inner = self.inner.update(mean, inner, p)
         return u, ([], inner)
@@ -242,7 +241,11 @@ def numpy_run(ref: Any, params: Tree, grads: Tree) -> tuple[Tree, Tree | None]:
 
 
 def jax_run(opt: Optimizer, params: Tree, grads: Tree, mode: str) -> tuple[Any, Any, Any]:
-    """(params trajectory, EMA trajectory or None, final state): jitted loop or one lax.scan."""
+    """(params trajectory, EMA trajectory or None, final state).
+
+    ``mode``: ``"eager"`` (a Python loop of eager steps), ``"jit"`` (of jitted steps) or
+    ``"scan"`` (one jitted ``lax.scan``).
+    """
 
     def step(p, state, g):
         updates, state = opt.update(g, state, p)
@@ -260,10 +263,10 @@ def jax_run(opt: Optimizer, params: Tree, grads: Tree, mode: str) -> tuple[Any, 
         run = jax.jit(lambda p, s, gs: jax.lax.scan(body, (p, s), gs))
         (_, state), (trajectory, averages) = run(p, state, jax.tree.map(jnp.asarray, grads))
         return trajectory, averages, state
-    jitted = jax.jit(step)
+    stepper = jax.jit(step) if mode == "jit" else step
     trajectory, averages = [], []
     for t in range(STEPS):
-        p, state, average = jitted(p, state, {k: jnp.asarray(v[t]) for k, v in grads.items()})
+        p, state, average = stepper(p, state, {k: jnp.asarray(v[t]) for k, v in grads.items()})
         trajectory.append(p)
         averages.append(average)
     stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)  # noqa: E731
@@ -279,6 +282,99 @@ def deviation(actual: Tree, expected: Tree) -> float:
             return math.inf
         worst = max(worst, float(np.max(np.abs(a - v) / np.maximum(np.abs(v), 1))))
     return worst
+
+
+def print_deviations(what: str, deviations: dict[tuple[str, str], float], order: list) -> None:
+    """Print the table "``what`` | mode | max deviation", rows in the order of ``order``."""
+    if not deviations:
+        return
+    width = max(len(what), *(len(name) for name, _ in deviations))
+    print(f"\n{what:{width}s} | mode  | max deviation from NumPy, {STEPS} float64 steps")
+    for (name, mode), dev in sorted(deviations.items(), key=lambda kv: order.index(kv[0][0])):
+        print(f"{name:{width}s} | {mode:5s} | {dev:.2e}")
+
+
+# --- checks shared by the optimizers' and the transformations' tests --------------------------
+
+
+def check_dtypes_are_preserved(opt: Optimizer, steps: int) -> tuple[Tree, Tree, Any]:
+    """A float32 leaf ``w`` and a float64 leaf ``b`` in one tree each keep their dtype, under jit.
+
+    Checked on the new params, the updates and every dict in the state after ``steps`` updates
+    (all from the initial params); every scalar in the state is an int32 counter.
+    Returns ``(params, new params, state)``.
+    """
+    params = {"w": jnp.ones((3, 4), jnp.float32), "b": jnp.ones(4, jnp.float64)}
+    grads = {"w": jnp.full((3, 4), 0.5, jnp.float32), "b": jnp.full(4, 0.5, jnp.float64)}
+
+    @jax.jit
+    def step(p, state):
+        updates, state = opt.update(grads, state, p)
+        return apply_updates(p, updates), updates, state
+
+    state = opt.init(params)
+    for _ in range(steps):
+        new_params, updates, state = step(params, state)
+    trees = [new_params, updates]
+    trees += [
+        x
+        for x in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, dict))
+        if isinstance(x, dict)
+    ]
+    for tree in trees:
+        assert tree["w"].dtype == jnp.float32
+        assert tree["b"].dtype == jnp.float64
+    for leaf in jax.tree.leaves(state):
+        if leaf.shape == ():
+            assert leaf.dtype == jnp.int32
+    return params, new_params, state
+
+
+def check_update_traces_once(opt: Optimizer, steps: int) -> Any:
+    """``steps`` updates through one jitted function, traced once; returns the final state."""
+    params, grads = problem()
+    chex.clear_trace_counter()  # the counter is keyed by code, shared across all the callers
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def update(g, state, p):
+        return opt.update(g, state, p)
+
+    p = jax.tree.map(jnp.asarray, params)
+    state = opt.init(p)
+    for t in range(steps):
+        _, state = update({k: jnp.asarray(v[t]) for k, v in grads.items()}, state, p)
+    return state
+
+
+def check_init_does_not_alias_params(opt: Optimizer) -> None:
+    """No state leaf is a params buffer or another state leaf's; donating both then works."""
+    params = {"w": jnp.ones((3, 4)), "b": jnp.ones(4)}
+    state = opt.init(params)
+    pointers = {x.unsafe_buffer_pointer() for x in jax.tree.leaves(params)}
+    for leaf in jax.tree.leaves(state):
+        assert all(leaf is not x for x in jax.tree.leaves(params))
+        assert leaf.unsafe_buffer_pointer() not in pointers
+        pointers.add(leaf.unsafe_buffer_pointer())
+
+    def step(p, s):
+        updates, s = opt.update(jax.tree.map(jnp.ones_like, p), s, p)
+        return apply_updates(p, updates), s
+
+    expected = jax.jit(step)(params, state)
+    # Donating params and state together fails if any state buffer is a params buffer.
+    donated = jax.jit(step, donate_argnums=(0, 1))(params, state)
+    chex.assert_trees_all_equal(donated, expected)
+
+
+def check_tree_mismatch_raises(opt: Optimizer) -> None:
+    """Gradients whose tree is not the params' raise a TypeError naming the missing leaf."""
+    params = {"w": jnp.ones((3, 4)), "b": jnp.ones(4)}
+    state = opt.init(params)
+    with pytest.raises(TypeError, match=r"grads tree does not match .*'b'"):
+        opt.update({"w": jnp.ones((3, 4))}, state, params)
+    with pytest.raises(TypeError, match="does not match"):
+        jax.jit(opt.update)((jnp.ones((3, 4)), jnp.ones(4)), state, params)
 
 
 # --- the contract: the tests every transformation passes --------------------------------------
@@ -309,11 +405,7 @@ class TransformContract:
     def rule_table(cls):
         deviations: dict[tuple[str, str], float] = {}
         yield deviations
-        if deviations:
-            order = list(cls.CASES).index
-            print(f"\n{'transformation':34s} | mode | max deviation from NumPy, 100 float64 steps")
-            for (name, mode), dev in sorted(deviations.items(), key=lambda kv: order(kv[0][0])):
-                print(f"{name:34s} | {mode:4s} | {dev:.2e}")
+        print_deviations("transformation", deviations, list(cls.CASES))
 
     @pytest.mark.parametrize("mode", ["jit", "scan"])
     def test_trajectory_matches_numpy(self, name: str, mode: str, rule_table: dict) -> None:
@@ -332,70 +424,16 @@ class TransformContract:
         check_vmap_equals_loop(self.CASES[name][0](), steps=7)
 
     def test_dtypes_are_preserved(self, name: str) -> None:
-        """A float32 and a float64 leaf in one tree each keep their dtype, under jit."""
-        opt = self.CASES[name][0]()
-        params = {"w": jnp.ones((3, 4), jnp.float32), "b": jnp.ones(4, jnp.float64)}
-        grads = {"w": jnp.full((3, 4), 0.5, jnp.float32), "b": jnp.full(4, 0.5, jnp.float64)}
-
-        @jax.jit
-        def step(p, state):
-            updates, state = opt.update(grads, state, p)
-            return apply_updates(p, updates), updates, state
-
-        state = opt.init(params)
-        for _ in range(4):
-            new_params, updates, state = step(params, state)
-        trees = [new_params, updates]
-        trees += [
-            x
-            for x in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, dict))
-            if isinstance(x, dict)
-        ]
-        for tree in trees:
-            assert tree["w"].dtype == jnp.float32
-            assert tree["b"].dtype == jnp.float64
-        for leaf in jax.tree.leaves(state):
-            if leaf.shape == ():
-                assert leaf.dtype == jnp.int32
+        check_dtypes_are_preserved(self.CASES[name][0](), steps=4)
 
     def test_jitted_update_traces_once(self, name: str) -> None:
-        opt = self.CASES[name][0]()
-        params, grads = problem()
-        chex.clear_trace_counter()
-
-        @jax.jit
-        @chex.assert_max_traces(n=1)
-        def update(g, state, p):
-            return opt.update(g, state, p)
-
-        p = jax.tree.map(jnp.asarray, params)
-        state = opt.init(p)
-        for t in range(5):
-            _, state = update({k: jnp.asarray(v[t]) for k, v in grads.items()}, state, p)
+        check_update_traces_once(self.CASES[name][0](), steps=5)
 
     def test_init_does_not_alias_params(self, name: str) -> None:
-        opt = self.CASES[name][0]()
-        params = {"w": jnp.ones((3, 4)), "b": jnp.ones(4)}
-        state = opt.init(params)
-        pointers = {x.unsafe_buffer_pointer() for x in jax.tree.leaves(params)}
-        for leaf in jax.tree.leaves(state):
-            assert leaf.unsafe_buffer_pointer() not in pointers
-            pointers.add(leaf.unsafe_buffer_pointer())
-
-        def step(p, s):
-            updates, s = opt.update(jax.tree.map(jnp.ones_like, p), s, p)
-            return apply_updates(p, updates), s
-
-        expected = jax.jit(step)(params, state)
-        donated = jax.jit(step, donate_argnums=(0, 1))(params, state)
-        chex.assert_trees_all_equal(donated, expected)
+        check_init_does_not_alias_params(self.CASES[name][0]())
 
     def test_tree_mismatch_raises_type_error(self, name: str) -> None:
-        opt = self.CASES[name][0]()
-        params = {"w": jnp.ones((3, 4)), "b": jnp.ones(4)}
-        state = opt.init(params)
-        with pytest.raises(TypeError, match=r"grads tree does not match .*'b'"):
-            opt.update({"w": jnp.ones((3, 4))}, state, params)
+        check_tree_mismatch_raises(self.CASES[name][0]())
 
     def test_bad_hyperparameters_raise(self, make_bad: Callable, error: type, message: str) -> None:
         with pytest.raises(error, match=message):

@@ -11,7 +11,7 @@ import os
 import shutil
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +29,20 @@ from datasets_helpers import (
 from nnrs_jax.datasets import MNIST_SHA256, mnist, store
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+class _Quiet:
+    """Mixed into a request handler: no log line per request."""
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
 
+class _QuietHandler(_Quiet, http.server.SimpleHTTPRequestHandler):
+    pass
+
+
 @contextlib.contextmanager
-def _serve(directory: Path) -> Iterator[str]:
-    handler = functools.partial(_QuietHandler, directory=str(directory))
+def _serving(handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A local HTTP server answering with ``handler`` for the ``with`` block; yields its URL."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -46,6 +52,11 @@ def _serve(directory: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def _serve(directory: Path) -> contextlib.AbstractContextManager[str]:
+    """Serves the files of ``directory``."""
+    return _serving(functools.partial(_QuietHandler, directory=str(directory)))
 
 
 def _closed_port_url() -> str:
@@ -201,7 +212,7 @@ def test_offline_error_names_folders_and_env_var(isolated: Path, tmp_path: Path)
     assert str(tmp_path / "nowhere") in str(info.value)
 
 
-class _TruncatingHandler(http.server.BaseHTTPRequestHandler):
+class _TruncatingHandler(_Quiet, http.server.BaseHTTPRequestHandler):
     """Announces a 1 MB body, sends 1 kB of it, then closes the connection."""
 
     def do_GET(self) -> None:
@@ -212,21 +223,9 @@ class _TruncatingHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.flush()
         self.close_connection = True
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
-
-@contextlib.contextmanager
-def _serve_truncated() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TruncatingHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+def _serve_truncated() -> contextlib.AbstractContextManager[str]:
+    return _serving(_TruncatingHandler)
 
 
 @contextlib.contextmanager

@@ -3,7 +3,6 @@ training block), its printed report and its example error message are what the l
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import jax

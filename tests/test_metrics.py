@@ -13,6 +13,7 @@ import nnrs_jax as nj
 from nnrs_jax.metrics import RegressionReport
 
 TOL = 1e-12 if jax.config.jax_enable_x64 else 1e-5
+ROWS = np.arange(3, dtype=np.float64)[:, None]  # x for three rows of `_fixed_model`
 
 
 def _fixed_model(logits: np.ndarray) -> nj.Layer:
@@ -63,19 +64,6 @@ def test_batching_does_not_change_the_result():
     b = nj.evaluate(_fixed_model(logits), (), x, y, batch_size=100)
     np.testing.assert_array_equal(a.confusion_matrix, b.confusion_matrix)
     assert a.loss == pytest.approx(b.loss, rel=TOL)
-
-
-def test_bad_input():
-    model = _fixed_model(np.zeros((3, 2)))
-    x = np.arange(3, dtype=np.float64)[:, None]
-    with pytest.raises(
-        ValueError, match=r"^evaluate: x and y must have the same length, got 3 and 4"
-    ):
-        nj.evaluate(model, (), x, np.zeros(4, np.int32))
-    with pytest.raises(ValueError, match=r"^evaluate: labels y must lie in \[0, 2\)"):
-        nj.evaluate(model, (), x, np.array([0, 1, 2], np.int32))
-    with pytest.raises(TypeError, match=r"^evaluate: x must have a floating dtype, got int32"):
-        nj.evaluate(model, (), np.zeros((3, 1), np.int32), np.zeros(3, np.int32))
 
 
 def _numpy_regression(pred: np.ndarray, t: np.ndarray) -> dict[str, float]:
@@ -218,27 +206,27 @@ def test_nan_or_inf_is_rejected(where, bad):
         nj.evaluate(_fixed_model(np.zeros((5, 1))), (), x, t, nj.mse)
 
 
-def test_float64_labels_are_reported_as_float64():
-    model = _fixed_model(np.zeros((3, 2)))
-    x = np.arange(3, dtype=np.float64)[:, None]
-    with pytest.raises(
-        TypeError, match=r"^evaluate: labels y must have an integer dtype, got float64"
-    ):
-        nj.evaluate(model, (), x, np.zeros(3, np.float64))
-
-
-def test_flat_targets_need_one_output():
-    model = _fixed_model(np.zeros((3, 2)))
-    x = np.arange(3, dtype=np.float64)[:, None]
-    with pytest.raises(
-        ValueError,
-        match=r"^evaluate: targets y of shape \(3,\) need a model with one output, this one has 2",
-    ):
-        nj.evaluate(model, (), x, np.zeros(3), nj.mse)
-    with pytest.raises(
-        ValueError, match=r"^evaluate: targets y must have shape \(N, 2\), got \(3, 3\)"
-    ):
-        nj.evaluate(model, (), x, np.zeros((3, 3)), nj.mse)
+@pytest.mark.parametrize(
+    ("x", "y", "loss", "error", "match"),
+    [
+        (ROWS, np.zeros(4, np.int32), nj.cross_entropy, ValueError,
+         r"x and y must have the same length, got 3 and 4"),
+        (ROWS, np.array([0, 1, 2], np.int32), nj.cross_entropy, ValueError,
+         r"labels y must lie in \[0, 2\)"),
+        (np.zeros((3, 1), np.int32), np.zeros(3, np.int32), nj.cross_entropy, TypeError,
+         r"x must have a floating dtype, got int32"),
+        (ROWS, np.zeros(3, np.float64), nj.cross_entropy, TypeError,
+         r"labels y must have an integer dtype, got float64"),
+        (ROWS, np.zeros(3), nj.mse, ValueError,
+         r"targets y of shape \(3,\) need a model with one output, this one has 2"),
+        (ROWS, np.zeros((3, 3)), nj.mse, ValueError,
+         r"targets y must have shape \(N, 2\), got \(3, 3\)"),
+    ],
+    ids=["lengths", "label_range", "int_x", "float64_labels", "flat_targets", "target_shape"],
+)  # fmt: skip
+def test_bad_data(x, y, loss, error, match):
+    with pytest.raises(error, match=f"^evaluate: {match}"):
+        nj.evaluate(_fixed_model(np.zeros((3, 2))), (), x, y, loss)
 
 
 def test_a_dense_model_given_images_gets_a_hint():
@@ -270,8 +258,6 @@ def test_a_dense_model_given_images_gets_a_hint():
     ],
 )  # fmt: skip
 def test_bad_arguments(kwargs, error, match):
-    model = _fixed_model(np.zeros((3, 2)))
-    x = np.arange(3, dtype=np.float64)[:, None]
     kwargs = {"loss": nj.cross_entropy, **kwargs}
     with pytest.raises(error, match=f"^{match}"):
-        nj.evaluate(model, (), x, np.zeros(3, np.int32), **kwargs)
+        nj.evaluate(_fixed_model(np.zeros((3, 2))), (), ROWS, np.zeros(3, np.int32), **kwargs)

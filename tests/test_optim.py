@@ -15,25 +15,27 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import check_vmap_equals_loop
-
-from nnrs_jax.optim import (
-    AdamState,
-    MomentumState,
-    Optimizer,
-    RmspropState,
-    SgdState,
-    adam,
-    adamax,
-    apply_updates,
-    momentum,
-    nadam,
-    nesterov,
-    rmsprop,
-    sgd,
+from optim_helpers import (
+    LR,
+    STEPS,
+    check_dtypes_are_preserved,
+    check_init_does_not_alias_params,
+    check_tree_mismatch_raises,
+    check_update_traces_once,
+    deviation,
+    jax_run,
+    jax_schedule,
+    np_schedule,
+    print_deviations,
+    problem,
 )
-from nnrs_jax.schedules import cosine_decay
 
-LR = 0.01
+from nnrs_jax.optim.adaptive import AdamState, RmspropState, adam, adamax, nadam, rmsprop
+from nnrs_jax.optim.base import Optimizer, apply_updates
+from nnrs_jax.optim.gradient_descent import MomentumState, SgdState, momentum, nesterov, sgd
+from nnrs_jax.schedules import cosine_decay
+from nnrs_jax.specs import OPTIMIZERS
+
 # Non-default hyperparameters, passed by keyword, so a mis-wired argument cannot go unnoticed.
 HYPER: dict[str, dict[str, float]] = {
     "sgd": {},
@@ -44,15 +46,8 @@ HYPER: dict[str, dict[str, float]] = {
     "nadam": {"b1": 0.85, "b2": 0.99, "eps": 1e-6},
     "adamax": {"b1": 0.85, "b2": 0.99, "eps": 1e-6},
 }
-FACTORIES: dict[str, Callable[..., Optimizer]] = {
-    "sgd": sgd,
-    "momentum": momentum,
-    "nesterov": nesterov,
-    "rmsprop": rmsprop,
-    "adam": adam,
-    "nadam": nadam,
-    "adamax": adamax,
-}
+# The library's table of optimizers by name; adamw is tested in test_optim_weight_decay.py.
+FACTORIES: dict[str, Callable[..., Optimizer]] = {name: OPTIMIZERS[name] for name in HYPER}
 STATES = {
     "sgd": SgdState,
     "momentum": MomentumState,
@@ -63,7 +58,6 @@ STATES = {
     "adamax": AdamState,
 }
 NAMES = list(FACTORIES)
-STEPS = 100
 DEVIATIONS: dict[tuple[str, str], float] = {}
 
 
@@ -109,60 +103,10 @@ def numpy_run(name: str, params: dict, grads: dict, lr: Callable[[int], float]):
     return {k: np.stack(v) for k, v in trajectory.items()}, m, s
 
 
-def problem(seed: int = 0) -> tuple[dict, dict]:
-    rng = np.random.default_rng(seed)
-    params = {"w": rng.normal(size=(3, 4)), "b": rng.normal(size=(4,))}
-    grads = {
-        "w": rng.normal(size=(STEPS, 3, 4)) * rng.uniform(0.1, 3.0, size=(STEPS, 1, 1)),
-        "b": rng.normal(size=(STEPS, 4)) * rng.uniform(0.1, 3.0, size=(STEPS, 1)),
-    }
-    return params, grads
-
-
-def jax_run(opt: Optimizer, params: dict, grads: dict, mode: str):
-    """The trajectory from the library: a Python loop (eager or jitted step) or one lax.scan."""
-
-    def step(p, state, g):
-        updates, state = opt.update(g, state, p)
-        return apply_updates(p, updates), state
-
-    p = jax.tree.map(jnp.asarray, params)
-    state = opt.init(p)
-    if mode == "scan":
-
-        def body(carry, g):
-            carry = step(*carry, g)
-            return carry, carry[0]
-
-        run = jax.jit(lambda p, s, gs: jax.lax.scan(body, (p, s), gs))
-        (_, state), trajectory = run(p, state, jax.tree.map(jnp.asarray, grads))
-        return trajectory, state
-    stepper = jax.jit(step) if mode == "jit" else step
-    trajectory = {k: [] for k in params}
-    for t in range(STEPS):
-        p, state = stepper(p, state, {k: jnp.asarray(v[t]) for k, v in grads.items()})
-        for k in params:
-            trajectory[k].append(p[k])
-    return {k: jnp.stack(v) for k, v in trajectory.items()}, state
-
-
-def deviation(actual: dict, expected: dict) -> float:
-    """max |a - b| / max(|b|, 1): absolute below 1, relative above."""
-    return max(
-        float(
-            np.max(np.abs(np.asarray(actual[k]) - expected[k]) / np.maximum(np.abs(expected[k]), 1))
-        )
-        for k in expected
-    )
-
-
 @pytest.fixture(scope="module")
 def rule_table():
     yield DEVIATIONS
-    if DEVIATIONS:
-        print("\noptimizer | mode  | max deviation from NumPy over 100 float64 steps")
-        for (name, mode), dev in sorted(DEVIATIONS.items(), key=lambda kv: NAMES.index(kv[0][0])):
-            print(f"{name:9s} | {mode:5s} | {dev:.2e}")
+    print_deviations("optimizer", DEVIATIONS, NAMES)
 
 
 @pytest.mark.parametrize("mode", ["eager", "jit", "scan"])
@@ -170,7 +114,7 @@ def rule_table():
 def test_rule_matches_numpy(name: str, mode: str, rule_table: dict) -> None:
     params, grads = problem()
     expected, m, s = numpy_run(name, params, grads, lambda t: LR)
-    trajectory, state = jax_run(make(name), params, grads, mode)
+    trajectory, _, state = jax_run(make(name), params, grads, mode)
     buffers = [("velocity", m), ("scaling_factor", s)]
     devs = [deviation(getattr(state, f), ref) for f, ref in buffers if f in STATES[name]._fields]
     dev = max([deviation(trajectory, expected), *devs])
@@ -184,12 +128,8 @@ def test_rule_matches_numpy(name: str, mode: str, rule_table: dict) -> None:
 def test_schedule_sees_timestep_after_increment(name: str) -> None:
     """A float64 schedule lr(t) = 0.02/√t, t = 1 on the first step, in the reference too."""
     params, grads = problem(seed=1)
-    expected, _, _ = numpy_run(name, params, grads, lambda t: 0.02 / math.sqrt(t))
-
-    def schedule(t: jax.Array) -> jax.Array:
-        return 0.02 / jnp.sqrt(t.astype(jnp.float64))
-
-    trajectory, _ = jax_run(make(name, schedule), params, grads, "scan")
+    expected, _, _ = numpy_run(name, params, grads, np_schedule)
+    trajectory, _, _ = jax_run(make(name, jax_schedule), params, grads, "scan")
     assert deviation(trajectory, expected) <= 1e-10
 
 
@@ -314,21 +254,7 @@ def test_converges_on_rosenbrock(name: str) -> None:
 def test_dtypes_are_preserved(name: str, schedule: bool) -> None:
     """A float32 and a float64 leaf in one tree each keep their dtype, under jit."""
     lr = cosine_decay(LR, 10) if schedule else LR
-    opt = make(name, lr)
-    params = {"f32": jnp.ones((3, 4), jnp.float32), "f64": jnp.ones(4, jnp.float64)}
-    grads = {"f32": jnp.full((3, 4), 0.5, jnp.float32), "f64": jnp.full(4, 0.5, jnp.float64)}
-
-    @jax.jit
-    def step(p, state):
-        updates, state = opt.update(grads, state, p)
-        return apply_updates(p, updates), updates, state
-
-    state = opt.init(params)
-    for _ in range(2):
-        new_params, updates, state = step(params, state)
-    for tree in (new_params, updates, *(state[1:])):
-        assert tree["f32"].dtype == jnp.float32
-        assert tree["f64"].dtype == jnp.float64
+    params, new_params, state = check_dtypes_are_preserved(make(name, lr), steps=2)
     assert state.timestep.dtype == jnp.int32 and state.timestep.shape == ()
     assert all(bool(jnp.all(new_params[k] < params[k])) for k in params)
 
@@ -336,21 +262,9 @@ def test_dtypes_are_preserved(name: str, schedule: bool) -> None:
 @pytest.mark.parametrize("schedule", [False, True], ids=["float_lr", "schedule"])
 @pytest.mark.parametrize("name", NAMES)
 def test_jitted_update_traces_once(name: str, schedule: bool) -> None:
+    """Four updates, one trace, even though the schedule's value changes at every step."""
     lr = cosine_decay(LR, 5, dtype=jnp.float64) if schedule else LR
-    opt = make(name, lr)
-    params, grads = problem()
-    chex.clear_trace_counter()  # the counter is keyed by code, shared across parametrizations
-
-    @jax.jit
-    @chex.assert_max_traces(n=1)
-    def update(g, state, p):
-        return opt.update(g, state, p)
-
-    p = jax.tree.map(jnp.asarray, params)
-    state = opt.init(p)
-    for t in range(4):  # the schedule's value changes at every step
-        _, state = update({k: jnp.asarray(v[t]) for k, v in grads.items()}, state, p)
-    assert int(state.timestep) == 4
+    assert int(check_update_traces_once(make(name, lr), steps=4).timestep) == 4
 
 
 def test_schedule_value_changes_without_recompiling() -> None:
@@ -376,13 +290,7 @@ def test_schedule_value_changes_without_recompiling() -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_tree_mismatch_raises_type_error(name: str) -> None:
-    opt = make(name)
-    params = {"w": jnp.ones((3, 4)), "b": jnp.ones(4)}
-    state = opt.init(params)
-    with pytest.raises(TypeError, match=r"grads tree does not match .*'b'"):
-        opt.update({"w": jnp.ones((3, 4))}, state, params)
-    with pytest.raises(TypeError, match="does not match"):
-        jax.jit(opt.update)((jnp.ones((3, 4)), jnp.ones(4)), state, params)
+    check_tree_mismatch_raises(make(name))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -455,21 +363,4 @@ def test_vmap_over_four_models_equals_four_runs(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_init_does_not_alias_params(name: str) -> None:
-    opt = make(name)
-    params = {"w": jnp.ones((3, 4)), "b": jnp.ones(4)}
-    state = opt.init(params)
-    buffers = [leaf for tree in state[1:] for leaf in jax.tree.leaves(tree)]
-    pointers = {x.unsafe_buffer_pointer() for x in jax.tree.leaves(params)}
-    for leaf in buffers:
-        assert all(leaf is not x for x in jax.tree.leaves(params))
-        assert leaf.unsafe_buffer_pointer() not in pointers
-        pointers.add(leaf.unsafe_buffer_pointer())
-
-    def step(p, s):
-        updates, s = opt.update(jax.tree.map(jnp.ones_like, p), s, p)
-        return apply_updates(p, updates), s
-
-    expected = jax.jit(step)(params, state)
-    # Donating params and state together fails if any state buffer is a params buffer.
-    donated = jax.jit(step, donate_argnums=(0, 1))(params, state)
-    chex.assert_trees_all_equal(donated, expected)
+    check_init_does_not_alias_params(make(name))

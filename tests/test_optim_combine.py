@@ -38,34 +38,20 @@ from optim_helpers import (
     problem,
 )
 
-from nnrs_jax.optim import (
-    AdamState,
-    MomentumState,
-    Optimizer,
-    RmspropState,
-    SgdState,
-    accumulate,
-    adam,
-    adamax,
-    adamw,
-    add_decayed_weights,
-    apply_updates,
-    chain,
-    clip,
-    clip_by_global_norm,
-    ema,
-    matrices_only,
-    momentum,
-    nadam,
-    nesterov,
-    rmsprop,
+from nnrs_jax.optim.adaptive import AdamState, RmspropState, adam, adamax, adamw, nadam, rmsprop
+from nnrs_jax.optim.base import Optimizer, apply_updates
+from nnrs_jax.optim.clipping import clip, clip_by_global_norm
+from nnrs_jax.optim.combine import chain
+from nnrs_jax.optim.gradient_descent import MomentumState, SgdState, momentum, nesterov, sgd
+from nnrs_jax.optim.scaling import (
     scale_by_adam,
     scale_by_adamax,
     scale_by_learning_rate,
     scale_by_momentum,
     scale_by_rms,
-    sgd,
 )
+from nnrs_jax.optim.weight_decay import add_decayed_weights, matrices_only
+from nnrs_jax.optim.wrappers import accumulate, ema
 
 
 class TestCombine(TransformContract):
@@ -122,7 +108,21 @@ class TestCombine(TransformContract):
 
 # --- the seven optimizers are the documented chains -------------------------------------------
 
-COMPOSITIONS: dict[str, tuple[Callable[[], Optimizer], Callable[[], Optimizer], type]] = {
+Composition = tuple[Callable[[], Optimizer], Callable[[], Optimizer], type]
+
+
+def _adam_family(
+    make: Callable[..., Optimizer], direction: Callable[..., Optimizer], **extra: bool
+) -> Composition:
+    """``make`` with β1 = 0.8, β2 = 0.99, eps = 1e-6, and its chain of ``direction`` and the lr."""
+    return (
+        lambda: make(LR, b1=0.8, b2=0.99, eps=1e-6),
+        lambda: chain(direction(0.8, 0.99, 1e-6, **extra), scale_by_learning_rate(LR)),
+        AdamState,
+    )
+
+
+COMPOSITIONS: dict[str, Composition] = {
     "sgd": (lambda: sgd(LR), lambda: chain(scale_by_learning_rate(LR)), SgdState),
     "momentum": (
         lambda: momentum(LR, momentum=0.8),
@@ -139,21 +139,9 @@ COMPOSITIONS: dict[str, tuple[Callable[[], Optimizer], Callable[[], Optimizer], 
         lambda: chain(scale_by_rms(0.95, 1e-6), scale_by_learning_rate(LR)),
         RmspropState,
     ),
-    "adam": (
-        lambda: adam(LR, b1=0.8, b2=0.99, eps=1e-6),
-        lambda: chain(scale_by_adam(0.8, 0.99, 1e-6), scale_by_learning_rate(LR)),
-        AdamState,
-    ),
-    "nadam": (
-        lambda: nadam(LR, b1=0.8, b2=0.99, eps=1e-6),
-        lambda: chain(scale_by_adam(0.8, 0.99, 1e-6, nesterov=True), scale_by_learning_rate(LR)),
-        AdamState,
-    ),
-    "adamax": (
-        lambda: adamax(LR, b1=0.8, b2=0.99, eps=1e-6),
-        lambda: chain(scale_by_adamax(0.8, 0.99, 1e-6), scale_by_learning_rate(LR)),
-        AdamState,
-    ),
+    "adam": _adam_family(adam, scale_by_adam),
+    "nadam": _adam_family(nadam, scale_by_adam, nesterov=True),
+    "adamax": _adam_family(adamax, scale_by_adamax),
     "adamw": (
         lambda: adamw(LR, b1=0.8, b2=0.99, eps=1e-6, weight_decay=0.1, mask=matrices_only),
         lambda: chain(

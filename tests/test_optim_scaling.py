@@ -42,12 +42,14 @@ from nnrs_jax.optim import (
     ema,
     matrices_only,
     nadam,
+    sgd,
+)
+from nnrs_jax.optim.scaling import (
     scale_by_adam,
     scale_by_adamax,
     scale_by_learning_rate,
     scale_by_momentum,
     scale_by_rms,
-    sgd,
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+from typing import Any
 
 from nnrs_jax import ranking, recipes
 from nnrs_jax._validate import check_float
@@ -70,20 +71,24 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _checked_float(text: str, command: str, flag: str, message: str, **bounds: Any) -> float:
+    """``float(text)`` within `check_float`'s ``bounds``, else the flag error ``message``."""
+    try:
+        return check_float(command, flag, float(text), **bounds)
+    except ValueError:
+        raise argparse.ArgumentTypeError(message) from None
+
+
 def _non_negative_float(text: str) -> float:
     """A finite number >= 0 (``--weight-decay``)."""
-    try:
-        return check_float("train", "--weight-decay", float(text), low=0.0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}") from None
+    message = f"must be a finite number >= 0, got {text}"
+    return _checked_float(text, "train", "--weight-decay", message, low=0.0)
 
 
 def _decay(text: str) -> float:
     """A moving-average decay in [0, 1) (``--ema``)."""
-    try:
-        return check_float("train", "--ema", float(text), low=0.0, high=1.0, high_open=True)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must satisfy 0 <= DECAY < 1, got {text}") from None
+    message = f"must satisfy 0 <= DECAY < 1, got {text}"
+    return _checked_float(text, "train", "--ema", message, low=0.0, high=1.0, high_open=True)
 
 
 def _fraction(text: str) -> float:
@@ -112,12 +117,8 @@ def _at_least_two(text: str) -> int:
 
 def _tolerance(text: str) -> float:
     """A finite number of accuracy points >= 0 (``reproduce --tolerance``)."""
-    try:
-        return check_float("reproduce", "--tolerance", float(text), low=0.0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--tolerance must be a finite number of points >= 0, got {text!r}"
-        ) from None
+    message = f"--tolerance must be a finite number of points >= 0, got {text!r}"
+    return _checked_float(text, "reproduce", "--tolerance", message, low=0.0)
 
 
 def _per_recipe(name: str) -> str:

@@ -154,10 +154,31 @@ def zero_timestep() -> jax.Array:
     return jnp.zeros((), jnp.int32)
 
 
-def stateless_init(name: str, state_type: type, params: Params) -> NamedTuple:
-    """The ``init`` of a transformation without state: check ``params``, return ``state_type()``."""
+def zeros_init(name: str, state_type: type, params: Params) -> NamedTuple:
+    """The ``init`` of a transformation: ``state_type`` with every field at its starting value.
+
+    A field named ``timestep`` starts at the int32 scalar 0 (`zero_timestep`); every other field
+    is a fresh zero buffer with the tree, shapes and dtypes of ``params`` (`zeros_like_params`).
+    A state without fields (e.g. `clip`'s) only checks that the params are floating.
+    """
     check_floating(name, params)
-    return state_type()
+    return state_type(
+        **{
+            field: zero_timestep() if field == "timestep" else jax.tree.map(jnp.zeros_like, params)
+            for field in state_type._fields
+        }
+    )
+
+
+def transformation(
+    name: str, state_type: type, update: Callable[..., Any], *hyper: Any
+) -> Optimizer:
+    """The `Optimizer` ``(bind(zeros_init, name, state_type), bind(update, *hyper))``.
+
+    ``update(*hyper, grads, state, params=None)`` is a module-level function, so that equal
+    hyperparameters give equal optimizers (see `bind`).
+    """
+    return Optimizer(bind(zeros_init, name, state_type), bind(update, *hyper))
 
 
 def map_leaves(rule: Callable[..., tuple[jax.Array, ...]], n_out: int, *trees: Any) -> tuple:

@@ -15,10 +15,9 @@ from nnrs_jax.optim.base import (
     Optimizer,
     Params,
     Updates,
-    bind,
     check_gradient_tree,
     check_positive,
-    stateless_init,
+    transformation,
 )
 
 __all__ = ["ClipByGlobalNormState", "ClipState", "clip", "clip_by_global_norm"]
@@ -53,7 +52,7 @@ def clip(max_delta: float) -> Optimizer:
         Array([ 0.5, -1. ], dtype=float32)
     """
     max_delta = check_positive("clip", "max_delta", max_delta)
-    return Optimizer(bind(stateless_init, "clip", ClipState), bind(_clip_update, max_delta))
+    return transformation("clip", ClipState, _clip_update, max_delta)
 
 
 def _clip_update(
@@ -97,9 +96,7 @@ def clip_by_global_norm(max_norm: float) -> Optimizer:
     """
     name = "clip_by_global_norm"
     max_norm = check_positive(name, "max_norm", max_norm)
-    return Optimizer(
-        bind(stateless_init, name, ClipByGlobalNormState), bind(_global_norm_update, max_norm)
-    )
+    return transformation(name, ClipByGlobalNormState, _global_norm_update, max_norm)
 
 
 def _global_norm_update(

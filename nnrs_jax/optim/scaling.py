@@ -19,16 +19,13 @@ from nnrs_jax.optim.base import (
     Params,
     Updates,
     bias_correction,
-    bind,
-    check_floating,
     check_gradient_tree,
     check_learning_rate,
     check_positive,
     in_dtype,
     learning_rate_at,
     map_leaves,
-    zero_timestep,
-    zeros_like_params,
+    transformation,
 )
 from nnrs_jax.schedules import Schedule
 
@@ -90,13 +87,9 @@ def scale_by_learning_rate(learning_rate: float | Schedule) -> Optimizer:
         >>> updates["x"]  # -lr(2)·g = -0.25·g
         Array([-0.25,  0.5 ], dtype=float32)
     """
-    learning_rate = check_learning_rate("scale_by_learning_rate", learning_rate)
-    return Optimizer(bind(_learning_rate_init), bind(_learning_rate_update, learning_rate))
-
-
-def _learning_rate_init(params: Params) -> ScaleByLearningRateState:
-    check_floating("scale_by_learning_rate", params)
-    return ScaleByLearningRateState(timestep=zero_timestep())
+    name = "scale_by_learning_rate"
+    learning_rate = check_learning_rate(name, learning_rate)
+    return transformation(name, ScaleByLearningRateState, _learning_rate_update, learning_rate)
 
 
 def _learning_rate_update(
@@ -151,17 +144,13 @@ def scale_by_momentum(momentum: float = 0.9, nesterov: bool = False) -> Optimize
         >>> opt = scale_by_momentum(0.5, nesterov=True)
         >>> g = {"x": jnp.array([1.0, -2.0], jnp.float32)}
         >>> updates, state = opt.update(g, opt.init(g))
-        >>> updates["x"]  # v = g, u = g + 0.5·v
-        Array([ 1.5, -3. ], dtype=float32)
+        >>> updates["x"], state.velocity["x"]  # v = g, u = g + 0.5·v
+        (Array([ 1.5, -3. ], dtype=float32), Array([ 1., -2.], dtype=float32))
     """
     name = "scale_by_momentum"
     momentum = check_probability(name, "momentum", momentum)
     nesterov = check_bool(name, "nesterov", nesterov)
-    return Optimizer(bind(_momentum_init), bind(_momentum_update, momentum, nesterov))
-
-
-def _momentum_init(params: Params) -> ScaleByMomentumState:
-    return ScaleByMomentumState(velocity=zeros_like_params("scale_by_momentum", params))
+    return transformation(name, ScaleByMomentumState, _momentum_update, momentum, nesterov)
 
 
 def _momentum_update(
@@ -225,11 +214,7 @@ def scale_by_rms(decay: float = 0.9, eps: float = 1e-7) -> Optimizer:
     name = "scale_by_rms"
     decay = check_probability(name, "decay", decay)
     eps = check_positive(name, "eps", eps)
-    return Optimizer(bind(_rms_init), bind(_rms_update, decay, eps))
-
-
-def _rms_init(params: Params) -> ScaleByRmsState:
-    return ScaleByRmsState(scaling_factor=zeros_like_params("scale_by_rms", params))
+    return transformation(name, ScaleByRmsState, _rms_update, decay, eps)
 
 
 def _rms_update(
@@ -304,8 +289,8 @@ def scale_by_adam(
     name = "scale_by_adam"
     b1, b2, eps = check_moments(name, b1, b2, eps)
     nesterov = check_bool(name, "nesterov", nesterov)
-    return Optimizer(
-        bind(_adam_init, name, ScaleByAdamState), bind(_adam_update, b1, b2, eps, nesterov)
+    return transformation(
+        name, ScaleByAdamState, _moments_update, name, b1, b2, eps, nesterov, False
     )
 
 
@@ -318,36 +303,34 @@ def check_moments(name: str, b1: Any, b2: Any, eps: Any) -> tuple[float, float, 
     )
 
 
-def _adam_init(name: str, state_type: type, params: Params) -> NamedTuple:
-    return state_type(
-        timestep=zero_timestep(),
-        velocity=zeros_like_params(name, params),
-        scaling_factor=zeros_like_params(name, params),
-    )
-
-
-def _adam_update(
+def _moments_update(
+    name: str,
     b1: float,
     b2: float,
     eps: float,
     nesterov: bool,
+    infinity_norm: bool,
     grads: Updates,
-    state: ScaleByAdamState,
+    state: ScaleByAdamState | ScaleByAdamaxState,
     params: Params | None = None,
-) -> tuple[Updates, ScaleByAdamState]:
-    check_gradient_tree("scale_by_adam", grads, state.velocity, params)
+) -> tuple[Updates, ScaleByAdamState | ScaleByAdamaxState]:
+    """The update of `scale_by_adam` and, with ``infinity_norm``, of `scale_by_adamax`."""
+    check_gradient_tree(name, grads, state.velocity, params)
     t = state.timestep + 1
 
     def rule(g: jax.Array, m: jax.Array, s: jax.Array) -> tuple[jax.Array, ...]:
         c1 = bias_correction(b1, t, g.dtype)
-        c2 = bias_correction(b2, t, g.dtype)
         m = b1 * m + (1.0 - b1) * g
+        if infinity_norm:  # AdaMax: s is u∞, not bias-corrected
+            s = jnp.maximum(b2 * s, jnp.abs(g))
+            return m / (c1 * (s + eps)), m, s
+        c2 = bias_correction(b2, t, g.dtype)
         s = b2 * s + (1.0 - b2) * g * g
         first = b1 * (m / c1) + (1.0 - b1) * g / c1 if nesterov else m / c1
         return first / (jnp.sqrt(s / c2) + eps), m, s
 
     updates, m, s = map_leaves(rule, 3, grads, state.velocity, state.scaling_factor)
-    return updates, ScaleByAdamState(timestep=t, velocity=m, scaling_factor=s)
+    return updates, type(state)(timestep=t, velocity=m, scaling_factor=s)
 
 
 class ScaleByAdamaxState(NamedTuple):
@@ -396,25 +379,4 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-7) -> Op
     """
     name = "scale_by_adamax"
     b1, b2, eps = check_moments(name, b1, b2, eps)
-    return Optimizer(bind(_adam_init, name, ScaleByAdamaxState), bind(_adamax_update, b1, b2, eps))
-
-
-def _adamax_update(
-    b1: float,
-    b2: float,
-    eps: float,
-    grads: Updates,
-    state: ScaleByAdamaxState,
-    params: Params | None = None,
-) -> tuple[Updates, ScaleByAdamaxState]:
-    check_gradient_tree("scale_by_adamax", grads, state.velocity, params)
-    t = state.timestep + 1
-
-    def rule(g: jax.Array, m: jax.Array, u: jax.Array) -> tuple[jax.Array, ...]:
-        c1 = bias_correction(b1, t, g.dtype)
-        m = b1 * m + (1.0 - b1) * g
-        u = jnp.maximum(b2 * u, jnp.abs(g))
-        return m / (c1 * (u + eps)), m, u
-
-    updates, m, u = map_leaves(rule, 3, grads, state.velocity, state.scaling_factor)
-    return updates, ScaleByAdamaxState(timestep=t, velocity=m, scaling_factor=u)
+    return transformation(name, ScaleByAdamaxState, _moments_update, name, b1, b2, eps, False, True)

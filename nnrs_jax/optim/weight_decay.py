@@ -20,10 +20,9 @@ from nnrs_jax.optim.base import (
     Optimizer,
     Params,
     Updates,
-    bind,
     brief,
     check_gradient_tree,
-    stateless_init,
+    transformation,
 )
 
 __all__ = ["AddDecayedWeightsState", "add_decayed_weights", "matrices_only"]
@@ -99,9 +98,7 @@ def add_decayed_weights(rate: float, mask: Mask | MaskFn | None = None) -> Optim
     rate = check_float(name, "rate", rate, low=0.0)
     if mask is not None and not callable(mask):
         _check_mask_leaves(name, mask)
-    return Optimizer(
-        bind(stateless_init, name, AddDecayedWeightsState), bind(_decay_update, rate, mask)
-    )
+    return transformation(name, AddDecayedWeightsState, _decay_update, rate, mask)
 
 
 def _check_mask_leaves(name: str, mask: Mask) -> None:
