@@ -30,6 +30,8 @@ FLOAT32_MODULES = frozenset(
         "test_data_checks.py",
         "test_dropout.py",
         "test_fit.py",
+        "test_layer_check.py",
+        "test_layer_contract.py",
         "test_layers.py",
         "test_losses.py",
         "test_metrics.py",

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nnrs_jax.layers.check import relative_error
+
 
 def rel_err(a, b) -> float:
-    """Largest norm-wise relative difference ``max|a − b| / max|b|`` over matching leaves."""
-    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    """Largest `relative_error` ``max|a − b| / max|b|`` over matching leaves (check_layer's)."""
     assert jax.tree.structure(a) == jax.tree.structure(b)
     worst = 0.0
-    for x, y in zip(leaves_a, leaves_b):
-        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-        assert x.shape == y.shape
-        scale = max(np.max(np.abs(y), initial=0.0), np.finfo(np.float64).tiny)
-        worst = max(worst, float(np.max(np.abs(x - y), initial=0.0) / scale))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        assert np.shape(x) == np.shape(y)
+        worst = max(worst, relative_error(x, y))
     return worst
 
 
@@ -82,7 +83,8 @@ def check_vmap_and_scan(layer, params, xs, dys, reference) -> None:
     assert rel_err(got_scan, want) <= 1e-10
 
 
-@jax.jit(static_argnums=0)
+# Not @jax.jit(static_argnums=0): jax before 0.8.1 rejects that decorator form.
+@functools.partial(jax.jit, static_argnums=0)
 def vjp_of_apply(apply, x, dy):
     """``(dparams, dx)`` of a parameterless ``apply((), x)`` by ``jax.vjp``, jitted."""
     _, pullback = jax.vjp(apply, (), x)

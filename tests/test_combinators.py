@@ -135,10 +135,8 @@ def test_nested_serial_and_residual_split_keys_and_thread_state(key):
     assert rel_err(y, want) == 0.0
     assert rel_err(new_state, ((), (s_bn, (), ()), ())) == 0.0
 
-    dy = jax.random.normal(jax.random.key(2), y.shape, f64)
-    got = nj.backward(model, params, x, dy, state=state, key=key, train=True)
-    want_grads = _reference(model, params, x, dy, state=state, key=key, train=True)
-    assert rel_err(got, want_grads) <= 1e-10
+    report = nj.check_layer(model, x, params=params, key=key, state=state, train=True, rtol=1e-10)
+    assert report.ok, str(report)
 
 
 def test_residual_adds_the_skip_connection(key):
@@ -147,9 +145,10 @@ def test_residual_adds_the_skip_connection(key):
     params = model.init(key)
     x = jax.random.normal(key, (3, 5), jnp.float64)
     np.testing.assert_array_equal(model.apply(params, x), x + block.apply(params, x))
+    report = nj.check_layer(model, x, params=params, key=jax.random.key(4), rtol=1e-10)
+    assert report.ok, str(report)
     dy = jax.random.normal(jax.random.key(4), (3, 5), jnp.float64)
     got = model.backward(params, x, dy)
-    assert rel_err(got, _reference(model, params, x, dy)) <= 1e-10
     grads_block, dx_block = block.backward(params, x, dy)
     assert rel_err(got, (grads_block, dy + dx_block)) == 0.0
     assert model.name == "residual(serial(dense(5, 5), tanh))"
@@ -186,8 +185,9 @@ def test_user_plain_layer_among_context_layers(key):
         y, new_state = nj.forward(model, params, x, **context)
         assert y.shape == (5, 2)
         assert jax.tree.structure(new_state) == jax.tree.structure(state)
+        report = nj.check_layer(model, x, params=params, rtol=1e-10, **context)
+        assert report.ok, str(report)
         got = nj.backward(model, params, x, dy, **context)
-        assert rel_err(got, _reference(model, params, x, dy, **context)) <= 1e-10
         got_jit = jax.jit(
             lambda p, a, s, k, t=train: nj.backward(model, p, a, dy, state=s, key=k, train=t)
         )(params, x, state, key)
@@ -202,10 +202,11 @@ def test_mixed_model_backward_matches_vjp(train, dtype, key):
     state = _nontrivial_state(model, jax.random.key(7))
     x, dy = _data(dtype)
     context = dict(state=state, key=jax.random.key(3), train=train)
+    report = nj.check_layer(model, x, params=params, rtol=TOL[dtype], **context)
+    assert report.ok, str(report)
     got = nj.backward(model, params, x, dy, **context)
     assert jax.tree.structure(got[0]) == jax.tree.structure(params)
     assert all(g.dtype == dtype for g in jax.tree.leaves(got))
-    assert rel_err(got, _reference(model, params, x, dy, **context)) <= TOL[dtype]
 
 
 @pytest.mark.parametrize("train", [True, False], ids=["train", "infer"])

@@ -101,7 +101,8 @@ def test_backward_matches_vjp(case, dtype):
     assert grads[0].w.dtype == dtype and grads[0].b.dtype == dtype and grads[1].dtype == dtype
     assert grads[1].shape == x.shape
     # Against autodiff of the layer's own forward and of the independent lax forward.
-    assert rel_err(grads, _vjp(layer.apply, params, x, dy)) <= TOL[dtype]
+    report = nj.check_layer(layer, x, params=params, key=jax.random.key(1), rtol=TOL[dtype])
+    assert report.ok, str(report)
     assert rel_err(grads, _vjp(_reference_forward(case), params, x, dy)) <= TOL[dtype]
 
 

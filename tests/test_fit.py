@@ -237,7 +237,7 @@ def test_a_second_ctrl_c_aborts_at_once(toy):
 
 def test_train_state_create_rejects_what_is_not_a_model_optimizer_or_key():
     model, opt, key = nj.serial(nj.dense(6, 3)), nj.adam(1e-2), jax.random.key(0)
-    with pytest.raises(TypeError, match=r"TrainState\.create: model must be an nj\.Layer"):
+    with pytest.raises(TypeError, match=r"TrainState\.create: model must be a Layer \(nj\.Layer"):
         nj.TrainState.create(lambda x: x, opt, key)
     with pytest.raises(TypeError, match=r"TrainState\.create: optimizer must have init"):
         nj.TrainState.create(model, 0.1, key)

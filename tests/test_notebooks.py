@@ -178,8 +178,32 @@ LATER_LAYERS = {
 def test_gradients() -> None:
     nb = execute("02_gradients.ipynb")
     text = _stdout(nb)
-    table = text[text.index("max relative error") :]
-    rows = dict(re.findall(rf"^(\S[^\n]*?)\s+({NUMBER})$", table, re.MULTILINE))
+    # nj.check_layer's report for dense: one row per gradient, all within float64's 1e-10.
+    dense = re.search(
+        rf"^check_layer\(dense\(8, 4\)\): ok, max relative error ({NUMBER}) \(rtol 1e-10\)\n"
+        r"((?:  .*\n)+)",
+        text,
+        re.MULTILINE,
+    )
+    assert dense is not None, text
+    gradients = dict(re.findall(rf"^  (\S+) +({NUMBER})$", dense.group(2), re.MULTILINE))
+    assert set(gradients) == {"grad_x", "params.w", "params.b"}, gradients
+    assert all(0 <= float(err) < 1e-10 for err in gradients.values()), gradients
+    # The layer whose backward forgets the chain rule's factor 2 fails with half the gradient
+    # missing; with the factor it passes.
+    broken = re.search(
+        rf"^check_layer\(tanh\(2x\), factor 2 forgotten\): FAILED, max relative error ({NUMBER})"
+        rf" \(rtol 1e-10\)\n  grad_x +({NUMBER})  <-- exceeds rtol$",
+        text,
+        re.MULTILINE,
+    )
+    assert broken is not None, text
+    assert float(broken.group(1)) == pytest.approx(0.5, rel=1e-2)
+    assert re.search(r"^check_layer\(tanh\(2x\)\): ok, ", text, re.MULTILINE), text
+
+    summary = re.search(r"^component +max relative error$", text, re.MULTILINE)
+    assert summary is not None, text
+    rows = dict(re.findall(rf"^(\S[^\n]*?)\s+({NUMBER})$", text[summary.end() :], re.MULTILINE))
     expected = [
         "dense",
         "relu",

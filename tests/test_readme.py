@@ -39,3 +39,27 @@ def test_the_training_loop_examples_run(tmp_path, monkeypatch):
     assert not (tmp_path / "runs" / "cnn").exists()  # the backup is removed at the end
     exec(loop_example, namespace)
     assert int(namespace["ts"].step) == 10 * (320 // 128)
+
+
+def test_the_own_layer_example_runs_and_prints_ok(capsys):
+    (example,) = blocks("Your own layer")
+    namespace: dict = {}
+    exec(example, namespace)
+    assert namespace["report"].ok
+    assert capsys.readouterr().out.startswith("check_layer(scale(16)): ok, max relative error ")
+    assert namespace["scale"](16) == namespace["scale"](16)
+    model = namespace["model"]
+    params = model.init(jax.random.key(0))
+    x = np.ones((2, 784), np.float32)
+    assert model.apply(params, x).shape == (2, 10)
+    good = namespace["scale"](16)
+    scalar = nj.Layer(good.init, lambda s, x: x * s[None, :],
+                      lambda s, x, dy: (dy.sum(), dy * s[None, :]), name="scale(16)")  # fmt: skip
+    broken = nj.serial(scalar, nj.dense(16, 4))
+    with np.testing.assert_raises_regex(
+        nj.LayerContractError,
+        r"^scale\(16\): grad_params must have the shape of params \(16,\), got \(\) "
+        r"\[layer 0 of serial\(",
+    ):
+        nj.backward(broken, broken.init(jax.random.key(0)), np.ones((8, 16), np.float32),
+                    np.ones((8, 4), np.float32))  # fmt: skip

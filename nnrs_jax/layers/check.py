@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -75,6 +76,37 @@ class LayerCheck(NamedTuple):
         return "\n".join(lines)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _compare(
+    layer: Any,
+    train: bool,
+    differentiable_x: bool,
+    params: Params,
+    x: jax.Array,
+    state: State,
+    dy_key: PRNGKey,
+    run_key: PRNGKey,
+) -> tuple[Any, Any]:
+    """The hand-written ``(grad_params, grad_x)`` and ``jax.vjp``'s, for one cotangent.
+
+    Compiled once per equal layer and input shapes (the layer is a static argument).
+    """
+
+    def fn(p: Params, a: jax.Array) -> jax.Array:
+        return layer.forward(p, a, state=state, key=run_key, train=train)[0]
+
+    if differentiable_x:
+        y, pullback = jax.vjp(fn, params, x)
+        dy = jax.random.normal(dy_key, y.shape, y.dtype)
+        ref = pullback(dy)
+    else:
+        y, pullback = jax.vjp(lambda p: fn(p, x), params)
+        dy = jax.random.normal(dy_key, y.shape, y.dtype)
+        ref = (pullback(dy)[0], None)
+    got = layer.backward(params, x, dy, state=state, key=run_key, train=train)
+    return got, ref
+
+
 def check_layer(
     layer: Any,
     x: jax.Array,
@@ -141,21 +173,9 @@ def check_layer(
         raise ValueError(f"check_layer: rtol must be a positive number, got {rtol!r}")
     differentiable_x = jnp.issubdtype(x.dtype, jnp.floating)
 
-    def compare(params: Params, x: jax.Array, state: State) -> tuple[Any, Any]:
-        def fn(p: Params, a: jax.Array) -> jax.Array:
-            return layer.forward(p, a, state=state, key=run_key, train=train)[0]
-
-        if differentiable_x:
-            y, pullback = jax.vjp(fn, params, x)
-            ref = pullback(jax.random.normal(dy_key, y.shape, y.dtype))
-        else:
-            y, pullback = jax.vjp(lambda p: fn(p, x), params)
-            ref = (pullback(jax.random.normal(dy_key, y.shape, y.dtype))[0], None)
-        dy = jax.random.normal(dy_key, y.shape, y.dtype)
-        got = layer.backward(params, x, dy, state=state, key=run_key, train=train)
-        return got, ref
-
-    (grad_params, grad_x), (ref_params, ref_x) = jax.jit(compare)(params, x, state)
+    (grad_params, grad_x), (ref_params, ref_x) = _compare(
+        layer, train, differentiable_x, params, x, state, dy_key, run_key
+    )
     pairs = [("grad_x", grad_x, ref_x)] if differentiable_x else []
     got_leaves = jax.tree_util.tree_flatten_with_path(grad_params)[0]
     for (path, got), ref in zip(got_leaves, jax.tree.leaves(ref_params)):
