@@ -170,7 +170,7 @@ def random_shift(max_shift: int) -> RandomShift:
         TypeError: ``max_shift`` not an int; when called, ``key`` not a key, ``x`` not floating.
         ValueError: ``max_shift < 0``; when called, ``x`` not of rank 4.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from nnrs_jax.augment import random_shift
         >>> x = jnp.zeros((4, 28, 28, 1)).at[:, 14, 14, 0].set(1.0)
@@ -207,7 +207,7 @@ def random_rotation(max_degrees: float) -> RandomRotation:
         TypeError: ``max_degrees`` not a number; when called, ``key`` not a key, ``x`` not floating.
         ValueError: ``max_degrees`` outside ``[0, 180]``; when called, ``x`` not of rank 4.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from nnrs_jax.augment import random_rotation
         >>> x = jnp.ones((2, 28, 28, 1))
@@ -232,7 +232,7 @@ def chain(*augmentations: Augmentation) -> Chain:
     Raises:
         TypeError: an argument is not callable, or is a factory that was not called.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from nnrs_jax.augment import chain, random_rotation, random_shift
         >>> augment = chain(random_rotation(10.0), random_shift(2))

@@ -10,7 +10,7 @@ there is one.
 The task is decided in one place, `task`: classification when ``y`` has an integer dtype or the
 loss is a classification loss (``Loss.classification``), regression otherwise.
 
-Example:
+Examples:
     >>> import jax, numpy as np, nnrs_jax as nj
     >>> from nnrs_jax.data_checks import check_data
     >>> model = nj.serial(nj.dense(4, 1))

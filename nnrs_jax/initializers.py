@@ -22,7 +22,7 @@ def he(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32) -
 
     Reference: He et al. 2015, "Delving Deep into Rectifiers". Suits ReLU-family activations.
 
-    Example:
+    Examples:
         >>> import jax
         >>> from nnrs_jax.initializers import he
         >>> w = he(jax.random.key(0), (784, 64))
@@ -63,7 +63,7 @@ def resolve(init: str | Initializer, *, caller: str = "resolve") -> Initializer:
         TypeError: ``init`` is neither a string nor a callable.
         ValueError: ``init`` is a string but not one of the names.
 
-    Example:
+    Examples:
         >>> from nnrs_jax import initializers
         >>> initializers.resolve("He") is initializers.he
         True

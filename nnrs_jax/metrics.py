@@ -302,7 +302,7 @@ def evaluate(
         A `Report` (``str(report)`` prints the matrix and per-class lines like the seed) or a
         `RegressionReport`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, numpy as np, nnrs_jax as nj
         >>> model = nj.serial(nj.dense(3, 1))
         >>> params = model.init(jax.random.key(0))

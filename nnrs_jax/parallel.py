@@ -39,7 +39,7 @@ its own slice of every global batch on its own devices
 (`jax.make_array_from_process_local_data`). CPU processes talk through gloo, GPU processes
 through NCCL.
 
-Example:
+Examples:
     >>> import nnrs_jax as nj
     >>> mesh = nj.parallel.data_mesh()
     >>> mesh.axis_names, nj.parallel.is_main_process()
@@ -359,7 +359,7 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     In a multi-process run every process must pass the same values (e.g. parameters from the
     same key). PRNG key arrays are accepted.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, nnrs_jax as nj
         >>> mesh = nj.parallel.data_mesh()
         >>> nj.parallel.replicate({"w": jnp.ones(3)}, mesh)["w"].sharding.is_fully_replicated
@@ -401,7 +401,7 @@ def shard_batch(x: Any, mesh: Mesh, *, axis: int = 0) -> jax.Array:
     needed. The result lives on ``mesh`` as given (its axis types kept); the library's own
     functions re-place it on their normalized mesh without a copy.
 
-    Example:
+    Examples:
         >>> import numpy as np, nnrs_jax as nj
         >>> mesh = nj.parallel.data_mesh()
         >>> nj.parallel.shard_batch(np.zeros((8, 3), np.float32), mesh).shape

@@ -52,7 +52,7 @@ def plot_history(
         path: where to write the PNG, if given.
         title: the figure's title.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from nnrs_jax.plotting import plot_history
         >>> history = {"step": np.arange(3), "loss": np.array([2.3, 1.2, 0.8]),

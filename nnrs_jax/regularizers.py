@@ -42,7 +42,7 @@ def l1(lam: float) -> Regularizer:
         TypeError: ``lam`` is not a real number.
         ValueError: ``lam`` is negative, ``inf`` or ``NaN``.
 
-    Example:
+    Examples:
         >>> import nnrs_jax as nj
         >>> nj.l1(1e-4)
         Regularizer(l1=0.0001, l2=0.0)
@@ -60,7 +60,7 @@ def l2(lam: float) -> Regularizer:
         TypeError: ``lam`` is not a real number.
         ValueError: ``lam`` is negative, ``inf`` or ``NaN``.
 
-    Example:
+    Examples:
         >>> import numpy as np, nnrs_jax as nj
         >>> nj.l2(np.float32(0.5))
         Regularizer(l1=0.0, l2=0.5)
@@ -74,13 +74,14 @@ def elastic_net(l1: float, l2: float) -> Regularizer:
     Reference: Zou & Hastie 2005. ``nj.elastic_net(1e-4, 1e-4)`` is the seed's setting.
 
     Args:
-        l1, l2: the two strengths, finite floats >= 0 (either may be 0).
+        l1: the strength of ``Σ|w|``, a finite float >= 0 (may be 0).
+        l2: the strength of ``Σw²``, a finite float >= 0 (may be 0).
 
     Raises:
         TypeError: a strength is not a real number.
         ValueError: a strength is negative, ``inf`` or ``NaN``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, nnrs_jax as nj
         >>> reg = nj.elastic_net(0.25, 0.5)
         >>> float(reg.value(jnp.array([1.0, -2.0])))  # 0.25·3 + 0.5·5

@@ -25,6 +25,10 @@ from nnrs_jax._validate import check_bool, check_float, check_int
 __all__ = ["Schedule", "constant", "cosine_decay", "exponential_decay", "warmup_cosine_decay"]
 
 Schedule = Callable[[ArrayLike], jax.Array]
+"""A learning-rate schedule: ``lr = schedule(t)``, ``t`` the update count (1 on the first).
+
+A jittable function of an integer array; optimizers call it inside the compiled step, so a
+schedule never recompiles."""
 
 
 def _dtype(name: str, dtype: DTypeLike) -> jnp.dtype:
@@ -45,7 +49,7 @@ def constant(value: float, *, dtype: DTypeLike = jnp.float32) -> Schedule:
         value: a finite float > 0.
         dtype: the floating dtype of the result.
 
-    Example:
+    Examples:
         >>> from nnrs_jax.schedules import constant
         >>> float(constant(0.5)(7))
         0.5
@@ -85,7 +89,7 @@ def exponential_decay(
             ``init_value`` when decaying, at least when growing).
         dtype: the floating dtype of the result.
 
-    Example:
+    Examples:
         >>> from nnrs_jax.schedules import exponential_decay
         >>> schedule = exponential_decay(0.1, 0.5, transition_steps=10)
         >>> round(float(schedule(10)), 6), round(float(schedule(20)), 6)
@@ -126,11 +130,11 @@ def cosine_decay(
 ) -> Schedule:
     r"""Half a cosine from ``init_value`` down to ``alpha · init_value`` over ``decay_steps``.
 
-    .. math::
-
-        \mathrm{lr}(t) = \mathrm{init} \cdot \left((1 - \alpha) \cdot
-        \tfrac12 \left(1 + \cos\frac{\pi \min(t, T)}{T}\right) + \alpha\right),
-        \qquad T = \mathrm{decay\_steps}
+    $$
+    \mathrm{lr}(t) = \mathrm{init} \cdot \left((1 - \alpha) \cdot
+    \tfrac12 \left(1 + \cos\frac{\pi \min(t, T)}{T}\right) + \alpha\right),
+    \qquad T = \mathrm{decay\_steps}
+    $$
 
     so ``lr(T) = alpha · init_value``, constant afterwards. Reference: Loshchilov & Hutter 2017,
     "SGDR: stochastic gradient descent with warm restarts" (one cycle, no restart).
@@ -141,7 +145,7 @@ def cosine_decay(
         alpha: the final value as a fraction of ``init_value``, ``0 <= alpha <= 1``.
         dtype: the floating dtype of the result.
 
-    Example:
+    Examples:
         >>> from nnrs_jax.schedules import cosine_decay
         >>> schedule = cosine_decay(0.1, decay_steps=100)
         >>> round(float(schedule(50)), 6), float(schedule(100)), float(schedule(500))
@@ -174,13 +178,13 @@ def warmup_cosine_decay(
 
     With ``W = warmup_steps`` and ``T = decay_steps`` (the total length, warmup included):
 
-    .. math::
-
-        \mathrm{lr}(t) = \begin{cases}
-        \mathrm{init} + (\mathrm{peak} - \mathrm{init}) \cdot t / W & t < W \\
-        \mathrm{end} + (\mathrm{peak} - \mathrm{end}) \cdot
-        \tfrac12 \left(1 + \cos\frac{\pi \min(t - W,\, T - W)}{T - W}\right) & t \ge W
-        \end{cases}
+    $$
+    \mathrm{lr}(t) = \begin{cases}
+    \mathrm{init} + (\mathrm{peak} - \mathrm{init}) \cdot t / W & t < W \\
+    \mathrm{end} + (\mathrm{peak} - \mathrm{end}) \cdot
+    \tfrac12 \left(1 + \cos\frac{\pi \min(t - W,\, T - W)}{T - W}\right) & t \ge W
+    \end{cases}
+    $$
 
     so ``lr(W) = peak_value``, ``lr(T) = end_value`` and constant afterwards. With the ``t = 1``
     convention the first update already uses ``init + (peak - init) / W``, never ``init_value``
@@ -195,7 +199,7 @@ def warmup_cosine_decay(
         end_value: the value from ``t = T`` on, a finite float >= 0.
         dtype: the floating dtype of the result.
 
-    Example:
+    Examples:
         >>> from nnrs_jax.schedules import warmup_cosine_decay
         >>> schedule = warmup_cosine_decay(1.0, warmup_steps=10, decay_steps=110)
         >>> [round(float(schedule(t)), 6) for t in (1, 10, 60, 110)]

@@ -101,7 +101,7 @@ def parse_arch(text: str) -> list[int]:
     Raises:
         ValueError: ``text`` is not of that form (the message shows it).
 
-    Example:
+    Examples:
         >>> parse_arch("784-64-10")
         [784, 64, 10]
     """
@@ -120,7 +120,7 @@ def parse_arch(text: str) -> list[int]:
 def format_arch(sizes: list[int] | tuple[int, ...]) -> str:
     """The text `parse_arch` reads: ``[784, 64, 10]`` -> ``"784-64-10"``.
 
-    Example:
+    Examples:
         >>> format_arch([784, 64, 10])
         '784-64-10'
     """
@@ -137,7 +137,7 @@ def parse_regularizer(text: str) -> Regularizer | None:
         ValueError: an unknown name, a wrong number of values, or a value the penalty rejects
             (negative, ``inf``, ``nan``).
 
-    Example:
+    Examples:
         >>> parse_regularizer("none") is None
         True
         >>> parse_regularizer("l2:5e-5") == parse_regularizer("l2:0.00005")
@@ -192,7 +192,7 @@ def build_model(spec: Mapping[str, Any]) -> Layer:
         ValueError: a missing entry, or a name or size it does not accept (the message names
             the entry, the accepted values and the value given).
 
-    Example:
+    Examples:
         >>> import nnrs_jax as nj
         >>> spec = {"arch": "784-16-10", "activation": "elu", "init": "he", "loss": "mse"}
         >>> nj.output_shape(build_model(spec), (2, 784))
@@ -233,7 +233,7 @@ def build_loss(spec: Mapping[str, Any]) -> Loss:
         TypeError: ``spec`` is not a dict.
         ValueError: no ``loss`` entry, or a name not in `LOSSES`.
 
-    Example:
+    Examples:
         >>> build_loss({"kind": "cnn", "loss": "cross_entropy"}).name
         'cross_entropy'
     """
@@ -274,7 +274,7 @@ def build_optimizer(spec: Mapping[str, Any], total_steps: int, steps_per_epoch: 
         ValueError: a missing entry, an unknown name, a value out of range, or a
             ``weight_decay`` with an optimizer other than ``adamw``.
 
-    Example:
+    Examples:
         >>> import nnrs_jax as nj
         >>> spec = {"optimizer": "adam", "lr": 2e-3, "schedule": "cosine", "clip": 1.0}
         >>> isinstance(build_optimizer(spec, total_steps=100, steps_per_epoch=10), nj.Optimizer)

@@ -29,7 +29,7 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
         write: called once with the temporary file, open for binary writing; its return value
             is ignored. Whatever it raises propagates, after the temporary file is removed.
 
-    Example:
+    Examples:
         >>> import os, tempfile
         >>> from pathlib import Path
         >>> from nnrs_jax.checkpoint.atomic import write_atomically

@@ -46,7 +46,7 @@ def save_csv_weights(folder: StrPath, params: PyTree) -> None:
         ValueError: ``params`` holds no `DenseParams`, or one with inconsistent shapes.
         TypeError: a ``w`` or ``b`` that is not a floating array.
 
-    Example:
+    Examples:
         >>> import os, tempfile, jax, nnrs_jax as nj
         >>> params = nj.dense(3, 2).init(jax.random.key(0))
         >>> folder = tempfile.mkdtemp()
@@ -92,7 +92,7 @@ def load_csv_weights(folder: StrPath, like: PyTree) -> PyTree:
         ValueError: a file that does not parse, or whose table shape differs from the template
             (the message names the file and both shapes).
 
-    Example:
+    Examples:
         >>> import tempfile, jax, jax.numpy as jnp, nnrs_jax as nj
         >>> params = nj.dense(3, 2).init(jax.random.key(0))
         >>> folder = tempfile.mkdtemp()

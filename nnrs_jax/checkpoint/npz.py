@@ -93,7 +93,7 @@ def save(
             that is not a PRNG key, a ``meta`` that is not a JSON-serialisable dict.
         ValueError: a negative ``step``, a ``meta`` with a circular reference, ``path`` a folder.
 
-    Example:
+    Examples:
         >>> import os, tempfile, jax, nnrs_jax as nj
         >>> model = nj.serial(nj.dense(4, 3), nj.elu(), nj.dense(3, 2))
         >>> params = model.init(jax.random.key(0))
@@ -165,7 +165,7 @@ def load(
         TypeError: ``like`` given, ``params`` missing, or a template leaf without ``shape`` and
             ``dtype``.
 
-    Example:
+    Examples:
         >>> import os, tempfile, jax, jax.numpy as jnp, nnrs_jax as nj
         >>> params = nj.dense(2, 1).init(jax.random.key(0))
         >>> path = os.path.join(tempfile.mkdtemp(), "dense.npz")

@@ -39,7 +39,7 @@ def load_csv(
             ``[0, 255]`` (NaN included).
         TypeError: ``flatten`` is not a bool.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from pathlib import Path
         >>> tmp = tempfile.TemporaryDirectory()

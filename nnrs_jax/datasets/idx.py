@@ -154,7 +154,7 @@ def load_idx(
         TypeError: ``sha256`` is not a pair of strings, or ``flatten`` is not a bool.
         FileNotFoundError: if a file does not exist.
 
-    Example:
+    Examples:
         >>> import gzip, hashlib, tempfile
         >>> from pathlib import Path
         >>> tmp = tempfile.TemporaryDirectory()

@@ -150,7 +150,7 @@ def mnist(
         TypeError: ``mirrors`` is not a sequence of URL strings, ``split`` is not a string,
             ``flatten``, ``verify``, ``download`` or ``progress`` is not a bool.
 
-    Example:
+    Examples:
         >>> x, y = mnist("test", flatten=False)  # doctest: +SKIP
         >>> x.shape, x.dtype, y.shape, y.dtype  # doctest: +SKIP
         ((10000, 28, 28, 1), dtype('float32'), (10000,), dtype('int32'))

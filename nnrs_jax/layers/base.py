@@ -140,7 +140,7 @@ class Layer:
     Two layers are equal when they were built from equal arguments by the same `layer_factory`
     (every built-in layer), or from the same functions; equal layers share compiled steps.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, nnrs_jax as nj
         >>> swish = nj.Layer(
         ...     nj.no_params,
@@ -272,7 +272,7 @@ def layer_factory(factory: Callable[..., Layer]) -> Callable[..., Layer]:
     dense(784, 64)`` and a model rebuilt in a notebook cell reuses the compiled step. Arguments
     that cannot be hashed (an array) leave the layer compared by identity.
 
-    Example:
+    Examples:
         >>> import nnrs_jax as nj
         >>> nj.serial(nj.dense(4, 2), nj.relu()) == nj.serial(nj.dense(4, 2, init="he"), nj.relu())
         True
@@ -328,7 +328,7 @@ def forward(
 ) -> tuple[jax.Array, State]:
     """Run any layer: ``(y, new_state)``. A plain layer ignores the keywords.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, nnrs_jax as nj
         >>> y, state = nj.forward(nj.relu(), (), jnp.array([[-1.0, 2.0]]))
         >>> y.tolist(), state
@@ -365,7 +365,7 @@ def output_shape(
 
     Computed with `jax.eval_shape`: nothing is allocated or run. Inference mode.
 
-    Example:
+    Examples:
         >>> import nnrs_jax as nj
         >>> cnn = nj.serial(nj.conv2d(1, 8, 3), nj.max_pool(2), nj.flatten())
         >>> nj.output_shape(cnn, (1, 28, 28, 1))

@@ -150,7 +150,7 @@ def check_layer(
         TypeError: ``layer`` is not a `Layer`, ``x`` is not an array, ``train`` not a bool.
         nnrs_jax.layers.contract.LayerContractError: the layer breaks the layer contract.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, nnrs_jax as nj
         >>> report = nj.check_layer(nj.dense(3, 2), jnp.ones((4, 3)))
         >>> report.ok, sorted(report.errors)

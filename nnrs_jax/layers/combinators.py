@@ -47,7 +47,7 @@ def serial(*layers: Layer) -> Layer:
     with the one of ``apply`` and drops the unused ``dx`` of the first layer. The penalty is
     the sum of the layers' penalties; ``prepare`` is the first layer's. Nestable.
 
-    Example:
+    Examples:
         >>> import jax, nnrs_jax as nj
         >>> mlp = nj.serial(nj.dense(784, 64), nj.elu(), nj.dense(64, 10))
         >>> params = mlp.init(jax.random.key(0))
@@ -134,7 +134,7 @@ def residual(block: Layer) -> Layer:
     params, state and key are the block's. The block must keep the shape of its input.
     Reference: He et al. 2016, "Deep residual learning for image recognition".
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, nnrs_jax as nj
         >>> block = nj.residual(nj.serial(nj.dense(4, 4), nj.relu()))
         >>> params = block.init(jax.random.key(0))

@@ -141,7 +141,8 @@ def conv2d(
     pair ``(ph, pw)``: ``p`` zeros on both sides, ``⌊(H + 2p − kh) / s⌋ + 1``.
 
     Args:
-        in_channels, out_channels: positive sizes.
+        in_channels: the input channels, a positive int.
+        out_channels: the output channels (filters), a positive int.
         kernel_size: ``k`` or ``(kh, kw)``.
         stride: ``s`` or ``(sh, sw)``, default 1.
         padding: ``"valid"`` (default), ``"same"``, an int or a pair of ints ``>= 0``.
@@ -155,7 +156,7 @@ def conv2d(
         TypeError, ValueError: a bad argument here; at trace time, an input that is not a
             floating ``(batch, H, W, in_channels)`` array or is smaller than the kernel.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, nnrs_jax as nj
         >>> layer = nj.conv2d(1, 8, 3, padding="same")
         >>> params = layer.init(jax.random.key(0))

@@ -65,13 +65,14 @@ def dense(
     training); ``dW`` then uses its row-major ``xᵀ`` copy. Only this layer makes or reads it.
 
     Args:
-        in_dim, out_dim: positive sizes.
+        in_dim: the input features, a positive int.
+        out_dim: the output features, a positive int.
         init: ``"he"`` (default), ``"lecun"``, ``"glorot"`` or a function of
             `nnrs_jax.initializers`; biases start at zero.
         regularizer: an `l1`, `l2` or `elastic_net` penalty on ``W`` (never on ``b``).
         dtype: dtype of the parameters, float32 by default.
 
-    Example:
+    Examples:
         >>> import jax, nnrs_jax as nj
         >>> layer = nj.dense(784, 64)
         >>> params = layer.init(jax.random.key(0))

@@ -43,7 +43,7 @@ def dropout(rate: float) -> Layer:
     Args:
         rate: the probability of dropping an element, ``0 <= rate < 1``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, nnrs_jax as nj
         >>> layer = nj.dropout(0.5)
         >>> x = jnp.ones((2, 4))

@@ -83,7 +83,7 @@ def batch_norm(
         eps: added to the variance before the square root, ``> 0``.
         dtype: dtype of the params and the state, float32 by default (use the input's).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, nnrs_jax as nj
         >>> layer = nj.batch_norm(2, momentum=0.5)
         >>> params, state = layer.init(jax.random.key(0)), layer.init_state()

@@ -166,7 +166,7 @@ def max_pool(window: int | Pair, stride: int | Pair | None = None) -> Layer:
         window: ``k`` or ``(kh, kw)``.
         stride: ``s`` or ``(sh, sw)``; defaults to ``window`` (non-overlapping windows).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, nnrs_jax as nj
         >>> x = jnp.arange(16.0).reshape(1, 4, 4, 1)
         >>> nj.max_pool(2).apply((), x)[0, :, :, 0].tolist()
@@ -190,7 +190,7 @@ def avg_pool(window: int | Pair, stride: int | Pair | None = None) -> Layer:
         window: ``k`` or ``(kh, kw)``.
         stride: ``s`` or ``(sh, sw)``; defaults to ``window`` (non-overlapping windows).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, nnrs_jax as nj
         >>> x = jnp.arange(16.0).reshape(1, 4, 4, 1)
         >>> nj.avg_pool(2).apply((), x)[0, :, :, 0].tolist()

@@ -37,7 +37,7 @@ def flatten() -> Layer:
     Backward: ``dx = dy.reshape(x.shape)``. Put it between convolutional and `dense` layers;
     `nnrs_jax.output_shape` gives the size ``dense`` then needs.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, nnrs_jax as nj
         >>> nj.flatten().apply((), jnp.zeros((2, 5, 5, 64))).shape
         (2, 1600)
@@ -55,7 +55,7 @@ def reshape(shape: tuple[int, ...]) -> Layer:
     Args:
         shape: the shape of one example, a tuple of positive ints with at most one ``-1``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, nnrs_jax as nj
         >>> nj.reshape((28, 28, 1)).apply((), jnp.zeros((3, 784))).shape
         (3, 28, 28, 1)

@@ -18,7 +18,7 @@ Three layers, each made of `Optimizer` values:
 Factories bind their hyperparameters to module-level functions (`bind`), so equal settings give
 equal optimizers: ``adam(1e-3) == adam(1e-3)``.
 
-Example:
+Examples:
     >>> import jax, jax.numpy as jnp
     >>> from nnrs_jax.optim import adam, apply_updates
     >>> opt = adam(0.1)

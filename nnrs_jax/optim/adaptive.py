@@ -79,10 +79,10 @@ class AdamState(NamedTuple):
 def rmsprop(learning_rate: float | Schedule, decay: float = 0.9, eps: float = 1e-7) -> Optimizer:
     r"""RMSProp: divide the gradient by a running root mean square of recent gradients.
 
-    .. math::
-
-        s \leftarrow \rho s + (1 - \rho) g^2, \qquad
-        p \leftarrow p - \mathrm{lr}(t) \cdot \frac{g}{\sqrt{s + \epsilon}}
+    $$
+    s \leftarrow \rho s + (1 - \rho) g^2, \qquad
+    p \leftarrow p - \mathrm{lr}(t) \cdot \frac{g}{\sqrt{s + \epsilon}}
+    $$
 
     ``eps`` sits inside the square root. ``s`` starts at 0 and is not bias-corrected, so the
     first update is ``-lr·g/√((1-ρ)·g² + eps) ≈ -lr·sign(g)/√(1-ρ)``. Composition:
@@ -99,7 +99,7 @@ def rmsprop(learning_rate: float | Schedule, decay: float = 0.9, eps: float = 1e
     Returns:
         An `Optimizer` whose state is `RmspropState` (``scaling_factor`` is ``s``).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from nnrs_jax.optim import apply_updates, rmsprop
         >>> opt = rmsprop(0.01)
@@ -143,13 +143,13 @@ def adam(
 ) -> Optimizer:
     r"""Adam: momentum on the gradient, scaled by a running RMS, both bias-corrected.
 
-    .. math::
+    $$
+    m \leftarrow \beta_1 m + (1 - \beta_1) g, \qquad
+    s \leftarrow \beta_2 s + (1 - \beta_2) g^2,
 
-        m \leftarrow \beta_1 m + (1 - \beta_1) g, \qquad
-        s \leftarrow \beta_2 s + (1 - \beta_2) g^2,
-
-        \hat m = \frac{m}{1 - \beta_1^t}, \qquad \hat s = \frac{s}{1 - \beta_2^t}, \qquad
-        p \leftarrow p - \mathrm{lr}(t) \cdot \frac{\hat m}{\sqrt{\hat s} + \epsilon}
+    \hat m = \frac{m}{1 - \beta_1^t}, \qquad \hat s = \frac{s}{1 - \beta_2^t}, \qquad
+    p \leftarrow p - \mathrm{lr}(t) \cdot \frac{\hat m}{\sqrt{\hat s} + \epsilon}
+    $$
 
     ``eps`` sits outside the square root, added to ``√ŝ``. The first update is
     ``-lr·g/(|g| + eps) ≈ -lr·sign(g)``. Composition:
@@ -168,7 +168,7 @@ def adam(
         An `Optimizer` whose state is `AdamState` (``velocity`` is ``m``, ``scaling_factor``
         is ``s``).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from nnrs_jax.optim import adam, apply_updates
         >>> opt = adam(0.1)
@@ -191,11 +191,11 @@ def nadam(
 
     With ``m``, ``s``, ``m̂``, ``ŝ`` exactly as in `adam`:
 
-    .. math::
-
-        p \leftarrow p - \mathrm{lr}(t) \cdot
-        \frac{\beta_1 \hat m + (1 - \beta_1) g / (1 - \beta_1^t)}
-        {\sqrt{\hat s} + \epsilon}
+    $$
+    p \leftarrow p - \mathrm{lr}(t) \cdot
+    \frac{\beta_1 \hat m + (1 - \beta_1) g / (1 - \beta_1^t)}
+    {\sqrt{\hat s} + \epsilon}
+    $$
 
     ``eps`` sits outside the square root. The first update is
     ``-lr·(1 + β1)·g/(|g| + eps) ≈ -lr·(1 + β1)·sign(g)``. Composition:
@@ -203,7 +203,7 @@ def nadam(
     scale_by_learning_rate(lr))``, its states kept as one `AdamState`. Reference: Dozat 2016,
     "Incorporating Nesterov momentum into Adam", ICLR workshop.
 
-    .. note::
+    Note:
         This is the constant-``β1`` form, with both terms bias-corrected by ``1 - β1^t``.
         Dozat 2016 uses a momentum schedule ``μ_t`` and corrects with products of the ``μ_i``;
         Keras and PyTorch follow him with ``μ_t = β1·(1 - ½·0.96^(0.004·t))``, so their updates
@@ -221,7 +221,7 @@ def nadam(
         An `Optimizer` whose state is `AdamState` (``velocity`` is ``m``, ``scaling_factor``
         is ``s``).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from nnrs_jax.optim import apply_updates, nadam
         >>> opt = nadam(0.05)
@@ -248,11 +248,11 @@ def adamax(
 ) -> Optimizer:
     r"""AdaMax: Adam with the second moment replaced by an exponentially weighted infinity norm.
 
-    .. math::
-
-        m \leftarrow \beta_1 m + (1 - \beta_1) g, \qquad
-        u \leftarrow \max(\beta_2 u, |g|), \qquad
-        p \leftarrow p - \mathrm{lr}(t) \cdot \frac{m}{(1 - \beta_1^t)(u + \epsilon)}
+    $$
+    m \leftarrow \beta_1 m + (1 - \beta_1) g, \qquad
+    u \leftarrow \max(\beta_2 u, |g|), \qquad
+    p \leftarrow p - \mathrm{lr}(t) \cdot \frac{m}{(1 - \beta_1^t)(u + \epsilon)}
+    $$
 
     ``u`` needs no bias correction; ``eps`` is added to ``u`` (the paper has none; it guards the
     division where a gradient entry has been 0 since the start). The first update is
@@ -272,7 +272,7 @@ def adamax(
         An `Optimizer` whose state is `AdamState` (``velocity`` is ``m``, ``scaling_factor``
         is ``u``).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from nnrs_jax.optim import adamax, apply_updates
         >>> opt = adamax(0.05)
@@ -306,10 +306,10 @@ def adamw(
 
     With ``m̂``, ``ŝ`` exactly as in `adam`:
 
-    .. math::
-
-        p \leftarrow p - \mathrm{lr}(t) \cdot
-        \left(\frac{\hat m}{\sqrt{\hat s} + \epsilon} + \lambda p\right)
+    $$
+    p \leftarrow p - \mathrm{lr}(t) \cdot
+    \left(\frac{\hat m}{\sqrt{\hat s} + \epsilon} + \lambda p\right)
+    $$
 
     where the mask is true (``λ = 0`` elsewhere). The decay is not divided by ``√ŝ``, unlike an
     L2 penalty in the loss, and it is scaled by the learning rate (as in PyTorch and optax;
@@ -332,7 +332,7 @@ def adamw(
     Returns:
         An `Optimizer` whose state is `AdamState`. Its ``update`` needs ``params``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, numpy as np
         >>> from nnrs_jax.optim import adamw, matrices_only
         >>> opt = adamw(0.1, weight_decay=0.5, mask=matrices_only)

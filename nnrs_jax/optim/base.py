@@ -68,7 +68,7 @@ def apply_updates(params: Params, updates: Updates) -> Params:
         TypeError: if the two trees differ in structure.
         ValueError: if a leaf's shape differs; the message names the leaf.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from nnrs_jax.optim import apply_updates
         >>> apply_updates({"w": jnp.ones(2, jnp.float32)}, {"w": jnp.array([0.5, -1.0])})["w"]
@@ -288,7 +288,7 @@ class bind:
     that cannot be hashed (JAX arrays and tracers, e.g. a learning rate traced under ``vmap``;
     dicts) compare by identity, so they never make two different settings look equal.
 
-    Example:
+    Examples:
         >>> from nnrs_jax.optim import adam
         >>> adam(0.1) == adam(0.1), adam(0.1) == adam(0.2)
         (True, False)

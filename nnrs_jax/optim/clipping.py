@@ -30,9 +30,9 @@ class ClipState(NamedTuple):
 def clip(max_delta: float) -> Optimizer:
     r"""Clip every entry to ``[-max_delta, max_delta]``.
 
-    .. math::
-
-        u = \min(\max(g, -\delta), \delta)
+    $$
+    u = \min(\max(g, -\delta), \delta)
+    $$
 
     Reference: Mikolov 2012, "Statistical language models based on neural networks", PhD
     thesis, Brno University of Technology, section 3.2.
@@ -43,7 +43,7 @@ def clip(max_delta: float) -> Optimizer:
     Returns:
         An `Optimizer` whose state is `ClipState`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from nnrs_jax.optim import clip
         >>> opt = clip(1.0)
@@ -69,10 +69,10 @@ class ClipByGlobalNormState(NamedTuple):
 def clip_by_global_norm(max_norm: float) -> Optimizer:
     r"""Scale the whole tree down so that its global L2 norm is at most ``max_norm``.
 
-    .. math::
-
-        \|g\| = \sqrt{\textstyle\sum_{\text{leaves}} \sum g^2}, \qquad
-        u = g \cdot \frac{c}{\max(\|g\|, c)}
+    $$
+    \|g\| = \sqrt{\textstyle\sum_{\text{leaves}} \sum g^2}, \qquad
+    u = g \cdot \frac{c}{\max(\|g\|, c)}
+    $$
 
     A tree whose norm is at most ``c`` passes unchanged (the factor is exactly 1); otherwise
     every leaf is scaled by the same factor, so the direction is kept. The norm is accumulated
@@ -85,7 +85,7 @@ def clip_by_global_norm(max_norm: float) -> Optimizer:
     Returns:
         An `Optimizer` whose state is `ClipByGlobalNormState`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from nnrs_jax.optim import clip_by_global_norm
         >>> opt = clip_by_global_norm(1.0)

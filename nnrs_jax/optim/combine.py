@@ -39,9 +39,9 @@ __all__ = ["chain"]
 def chain(*transforms: Optimizer) -> Optimizer:
     r"""Compose transformations: each one's updates are the next one's input.
 
-    .. math::
-
-        u = T_n(\dots T_2(T_1(g)))
+    $$
+    u = T_n(\dots T_2(T_1(g)))
+    $$
 
     where each ``T_i`` also sees ``params`` and keeps its own state. ``chain()`` is the
     identity. Any object with ``init`` and ``update`` functions of this contract can be a link,
@@ -56,7 +56,7 @@ def chain(*transforms: Optimizer) -> Optimizer:
     Raises:
         TypeError: if an argument has no callable ``init`` and ``update``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from nnrs_jax.optim import chain, clip, scale_by_learning_rate
         >>> opt = chain(clip(1.0), scale_by_learning_rate(0.5))

@@ -48,9 +48,9 @@ class MomentumState(NamedTuple):
 def sgd(learning_rate: float | Schedule) -> Optimizer:
     r"""Plain stochastic gradient descent.
 
-    .. math::
-
-        p \leftarrow p - \mathrm{lr}(t) \cdot g
+    $$
+    p \leftarrow p - \mathrm{lr}(t) \cdot g
+    $$
 
     Composition: ``sgd(lr) = chain(scale_by_learning_rate(lr))``, its state kept as `SgdState`.
     Reference: Robbins & Monro 1951, "A stochastic approximation method".
@@ -62,7 +62,7 @@ def sgd(learning_rate: float | Schedule) -> Optimizer:
     Returns:
         An `Optimizer` whose state is `SgdState`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from nnrs_jax.optim import apply_updates, sgd
         >>> opt = sgd(0.1)
@@ -97,9 +97,9 @@ def _momentum_family(
 def momentum(learning_rate: float | Schedule, momentum: float = 0.9) -> Optimizer:
     r"""Gradient descent with heavy-ball momentum.
 
-    .. math::
-
-        v \leftarrow \mu v + g, \qquad p \leftarrow p - \mathrm{lr}(t) \cdot v
+    $$
+    v \leftarrow \mu v + g, \qquad p \leftarrow p - \mathrm{lr}(t) \cdot v
+    $$
 
     ``v`` starts at 0, so the first update is ``-lr·g``. Composition:
     ``momentum(lr, μ) = chain(scale_by_momentum(μ), scale_by_learning_rate(lr))``, its states
@@ -114,7 +114,7 @@ def momentum(learning_rate: float | Schedule, momentum: float = 0.9) -> Optimize
     Returns:
         An `Optimizer` whose state is `MomentumState` (``velocity`` is ``v``).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from nnrs_jax.optim import apply_updates, momentum
         >>> opt = momentum(0.05, momentum=0.9)
@@ -136,9 +136,9 @@ def momentum(learning_rate: float | Schedule, momentum: float = 0.9) -> Optimize
 def nesterov(learning_rate: float | Schedule, momentum: float = 0.9) -> Optimizer:
     r"""Nesterov accelerated gradient, in the form that needs no look-ahead gradient.
 
-    .. math::
-
-        v \leftarrow \mu v + g, \qquad p \leftarrow p - \mathrm{lr}(t) \cdot (g + \mu v)
+    $$
+    v \leftarrow \mu v + g, \qquad p \leftarrow p - \mathrm{lr}(t) \cdot (g + \mu v)
+    $$
 
     with the new ``v`` on the right. The first update is ``-lr·(1 + μ)·g``. Composition:
     ``nesterov(lr, μ) = chain(scale_by_momentum(μ, nesterov=True), scale_by_learning_rate(lr))``,
@@ -154,7 +154,7 @@ def nesterov(learning_rate: float | Schedule, momentum: float = 0.9) -> Optimize
     Returns:
         An `Optimizer` whose state is `MomentumState` (``velocity`` is ``v``).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> from nnrs_jax.optim import apply_updates, nesterov
         >>> opt = nesterov(0.05, momentum=0.9)

@@ -60,9 +60,9 @@ class ScaleByLearningRateState(NamedTuple):
 def scale_by_learning_rate(learning_rate: float | Schedule) -> Optimizer:
     r"""Multiply by minus the learning rate: the descent step.
 
-    .. math::
-
-        u = -\mathrm{lr}(t) \cdot g
+    $$
+    u = -\mathrm{lr}(t) \cdot g
+    $$
 
     The state counts the updates even for a constant learning rate, so that the state's tree
     does not depend on whether a schedule is used. Reference: Robbins & Monro 1951, "A
@@ -76,7 +76,7 @@ def scale_by_learning_rate(learning_rate: float | Schedule) -> Optimizer:
     Returns:
         An `Optimizer` whose state is `ScaleByLearningRateState`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from nnrs_jax.optim import scale_by_learning_rate
         >>> opt = scale_by_learning_rate(lambda t: 0.5 / t.astype(jnp.float32))
@@ -122,10 +122,10 @@ class ScaleByMomentumState(NamedTuple):
 def scale_by_momentum(momentum: float = 0.9, nesterov: bool = False) -> Optimizer:
     r"""Heavy-ball momentum, or its Nesterov form.
 
-    .. math::
-
-        v \leftarrow \mu v + g, \qquad
-        u = v \quad\text{or, with } \texttt{nesterov}, \quad u = g + \mu v
+    $$
+    v \leftarrow \mu v + g, \qquad
+    u = v \quad\text{or, with } \texttt{nesterov}, \quad u = g + \mu v
+    $$
 
     with the new ``v`` on the right; ``v`` starts at 0. References: Polyak 1964, "Some methods
     of speeding up the convergence of iteration methods"; for ``nesterov``, Sutskever, Martens,
@@ -138,7 +138,7 @@ def scale_by_momentum(momentum: float = 0.9, nesterov: bool = False) -> Optimize
     Returns:
         An `Optimizer` whose state is `ScaleByMomentumState`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from nnrs_jax.optim import scale_by_momentum
         >>> opt = scale_by_momentum(0.5, nesterov=True)
@@ -187,9 +187,9 @@ class ScaleByRmsState(NamedTuple):
 def scale_by_rms(decay: float = 0.9, eps: float = 1e-7) -> Optimizer:
     r"""Divide by a running root mean square of the gradients (RMSProp's scaling).
 
-    .. math::
-
-        s \leftarrow \rho s + (1 - \rho) g^2, \qquad u = \frac{g}{\sqrt{s + \epsilon}}
+    $$
+    s \leftarrow \rho s + (1 - \rho) g^2, \qquad u = \frac{g}{\sqrt{s + \epsilon}}
+    $$
 
     ``eps`` sits inside the square root; ``s`` starts at 0 and is not bias-corrected.
     Reference: Tieleman & Hinton 2012, "Lecture 6.5 - rmsprop", COURSERA: Neural Networks for
@@ -202,7 +202,7 @@ def scale_by_rms(decay: float = 0.9, eps: float = 1e-7) -> Optimizer:
     Returns:
         An `Optimizer` whose state is `ScaleByRmsState`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from nnrs_jax.optim import scale_by_rms
         >>> opt = scale_by_rms(decay=0.75)
@@ -252,15 +252,15 @@ def scale_by_adam(
 ) -> Optimizer:
     r"""Adam's direction: bias-corrected momentum over a bias-corrected running RMS.
 
-    .. math::
+    $$
+    m \leftarrow \beta_1 m + (1 - \beta_1) g, \qquad
+    s \leftarrow \beta_2 s + (1 - \beta_2) g^2, \qquad
+    \hat m = \frac{m}{1 - \beta_1^t}, \qquad \hat s = \frac{s}{1 - \beta_2^t},
 
-        m \leftarrow \beta_1 m + (1 - \beta_1) g, \qquad
-        s \leftarrow \beta_2 s + (1 - \beta_2) g^2, \qquad
-        \hat m = \frac{m}{1 - \beta_1^t}, \qquad \hat s = \frac{s}{1 - \beta_2^t},
-
-        u = \frac{\hat m}{\sqrt{\hat s} + \epsilon}
-        \quad\text{or, with } \texttt{nesterov}, \quad
-        u = \frac{\beta_1 \hat m + (1 - \beta_1) g / (1 - \beta_1^t)}{\sqrt{\hat s} + \epsilon}
+    u = \frac{\hat m}{\sqrt{\hat s} + \epsilon}
+    \quad\text{or, with } \texttt{nesterov}, \quad
+    u = \frac{\beta_1 \hat m + (1 - \beta_1) g / (1 - \beta_1^t)}{\sqrt{\hat s} + \epsilon}
+    $$
 
     ``eps`` sits outside the square root. The first ``u`` is ``g/(|g| + eps) ≈ sign(g)``
     (times ``1 + β1`` with ``nesterov``). ``1 - β^t`` is computed as ``-expm1(t·log β)``, exact
@@ -277,7 +277,7 @@ def scale_by_adam(
     Returns:
         An `Optimizer` whose state is `ScaleByAdamState`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from nnrs_jax.optim import scale_by_adam
         >>> opt = scale_by_adam()
@@ -350,11 +350,11 @@ class ScaleByAdamaxState(NamedTuple):
 def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-7) -> Optimizer:
     r"""AdaMax's direction: bias-corrected momentum over an exponentially weighted infinity norm.
 
-    .. math::
-
-        m \leftarrow \beta_1 m + (1 - \beta_1) g, \qquad
-        u_\infty \leftarrow \max(\beta_2 u_\infty, |g|), \qquad
-        u = \frac{m}{(1 - \beta_1^t)(u_\infty + \epsilon)}
+    $$
+    m \leftarrow \beta_1 m + (1 - \beta_1) g, \qquad
+    u_\infty \leftarrow \max(\beta_2 u_\infty, |g|), \qquad
+    u = \frac{m}{(1 - \beta_1^t)(u_\infty + \epsilon)}
+    $$
 
     ``u∞`` needs no bias correction; ``eps`` is added to it (the paper has none; it guards the
     division where a gradient entry has been 0 since the start). Reference: Kingma & Ba 2015,
@@ -368,7 +368,7 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-7) -> Op
     Returns:
         An `Optimizer` whose state is `ScaleByAdamaxState` (``scaling_factor`` is ``u∞``).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from nnrs_jax.optim import scale_by_adamax
         >>> opt = scale_by_adamax()

@@ -47,7 +47,7 @@ def matrices_only(params: Params) -> Mask:
     Returns:
         A pytree of Python bools with the structure of ``params``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from nnrs_jax import DenseParams
         >>> from nnrs_jax.optim import matrices_only
@@ -60,9 +60,9 @@ def matrices_only(params: Params) -> Mask:
 def add_decayed_weights(rate: float, mask: Mask | MaskFn | None = None) -> Optimizer:
     r"""Add ``rate·params`` to the updates: decoupled weight decay.
 
-    .. math::
-
-        u = g + \lambda \, p \quad\text{where the mask is true,}\qquad u = g \quad\text{elsewhere}
+    $$
+    u = g + \lambda \, p \quad\text{where the mask is true,}\qquad u = g \quad\text{elsewhere}
+    $$
 
     Placed after an adaptive scaling and before `scale_by_learning_rate`, the decay is not
     divided by Adam's RMS, unlike an L2 penalty added to the loss: this is AdamW's decoupled
@@ -84,7 +84,7 @@ def add_decayed_weights(rate: float, mask: Mask | MaskFn | None = None) -> Optim
         TypeError: if the mask's leaves are not bools, or (from ``update``) its tree does not
             match the params.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from nnrs_jax.optim import add_decayed_weights, matrices_only
         >>> opt = add_decayed_weights(0.1, mask=matrices_only)

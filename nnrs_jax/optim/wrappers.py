@@ -64,11 +64,11 @@ def ema(optimizer: Optimizer, decay: float) -> Optimizer:
     The updates are ``optimizer``'s, unchanged. With ``p_i`` the params after the ``i``-th
     update (``params + updates``), the state holds the bias-corrected average
 
-    .. math::
-
-        \hat a_t = \frac{\sum_{i=1}^{t} (1 - d)\, d^{\,t-i}\, p_i}{1 - d^t},
-        \qquad\text{updated as}\qquad
-        \hat a_t = \hat a_{t-1} + \frac{1 - d}{1 - d^t}\,(p_t - \hat a_{t-1})
+    $$
+    \hat a_t = \frac{\sum_{i=1}^{t} (1 - d)\, d^{\,t-i}\, p_i}{1 - d^t},
+    \qquad\text{updated as}\qquad
+    \hat a_t = \hat a_{t-1} + \frac{1 - d}{1 - d^t}\,(p_t - \hat a_{t-1})
+    $$
 
     which equals the zero-initialised average ``a_t = d·a_{t-1} + (1 - d)·p_t`` divided by
     ``1 - d^t`` (Adam's bias correction), so ``â_1 = p_1`` and early averages are not pulled
@@ -87,7 +87,7 @@ def ema(optimizer: Optimizer, decay: float) -> Optimizer:
     Returns:
         An `Optimizer` whose state is `EmaState`. Its ``update`` needs ``params``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, numpy as np
         >>> from nnrs_jax.optim import apply_updates, ema, ema_params, sgd
         >>> opt = ema(sgd(1.0), decay=0.5)
@@ -144,7 +144,7 @@ def ema_params(opt_state: OptState) -> Params:
     Raises:
         ValueError: if ``opt_state`` holds no `EmaState`, or more than one.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from nnrs_jax.optim import adam, ema, ema_params
         >>> state = ema(adam(0.1), decay=0.9).init({"x": jnp.ones(2, jnp.float32)})
@@ -193,13 +193,13 @@ def accumulate(optimizer: Optimizer, every: int) -> Optimizer:
 
     With ``k = every`` and ``t`` the call count after increment:
 
-    .. math::
-
-        S \leftarrow S + g_t, \qquad
-        u_t = \begin{cases}
-            \mathrm{update}(S / k) \text{ and } S \leftarrow 0 & \text{if } k \mid t \\
-            0 \text{ (inner state unchanged)} & \text{otherwise}
-        \end{cases}
+    $$
+    S \leftarrow S + g_t, \qquad
+    u_t = \begin{cases}
+    \mathrm{update}(S / k) \text{ and } S \leftarrow 0 & \text{if } k \mid t \\
+    0 \text{ (inner state unchanged)} & \text{otherwise}
+    \end{cases}
+    $$
 
     For a loss that is a mean over the batch, the mean of the gradients of ``k`` mini-batches of
     size ``B`` is the gradient of their union, a batch of ``k·B``: the params then follow the
@@ -216,7 +216,7 @@ def accumulate(optimizer: Optimizer, every: int) -> Optimizer:
     Returns:
         An `Optimizer` whose state is `AccumulateState`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from nnrs_jax.optim import accumulate, sgd
         >>> opt = accumulate(sgd(1.0), every=2)

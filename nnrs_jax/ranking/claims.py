@@ -43,7 +43,7 @@ class Verdict(NamedTuple):
 def parse_claim(claim: str) -> list[tuple[str, str, str]]:
     """``"A ~ B > C"`` -> ``[("A", "~", "B"), ("B", ">", "C")]``: the claim's adjacent pairs.
 
-    Example:
+    Examples:
         >>> from nnrs_jax.ranking import parse_claim
         >>> parse_claim("SELU > ELU > leaky ReLU")
         [('SELU', '>', 'ELU'), ('ELU', '>', 'leaky ReLU')]

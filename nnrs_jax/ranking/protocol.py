@@ -299,7 +299,7 @@ def rank(
         ValueError: duplicate names, an empty grid, a split larger than the data, or (with a
             mini-batch variant) ``steps`` not a whole number of epochs.
 
-    Example:
+    Examples:
         >>> import numpy as np, nnrs_jax as nj
         >>> from nnrs_jax import ranking
         >>> rng = np.random.default_rng(0)

@@ -59,12 +59,12 @@ def _beta_fraction(a: float, b: float, x: float) -> float:
 def welch_t_test(a: Any, b: Any) -> TTest:
     """Welch's two-sample t-test of ``mean(a) - mean(b)``, unequal variances, two-sided.
 
-    .. math::
-
-        t = \\frac{\\bar a - \\bar b}{\\sqrt{s_a^2/n_a + s_b^2/n_b}}, \\qquad
-        \\nu = \\frac{(s_a^2/n_a + s_b^2/n_b)^2}
-                    {\\frac{(s_a^2/n_a)^2}{n_a - 1} + \\frac{(s_b^2/n_b)^2}{n_b - 1}},
-        \\qquad p = I_{\\nu/(\\nu + t^2)}(\\nu/2, 1/2)
+    $$
+    t = \\frac{\\bar a - \\bar b}{\\sqrt{s_a^2/n_a + s_b^2/n_b}}, \\qquad
+    \\nu = \\frac{(s_a^2/n_a + s_b^2/n_b)^2}
+    {\\frac{(s_a^2/n_a)^2}{n_a - 1} + \\frac{(s_b^2/n_b)^2}{n_b - 1}},
+    \\qquad p = I_{\\nu/(\\nu + t^2)}(\\nu/2, 1/2)
+    $$
 
     with sample variances ``s²`` (ddof 1) and ``I`` the regularized incomplete beta function
     (the Student t tail). When both samples have zero variance, ``p`` is 1 for equal means and
@@ -73,7 +73,7 @@ def welch_t_test(a: Any, b: Any) -> TTest:
     Args:
         a, b: 1-D samples of at least two values each.
 
-    Example:
+    Examples:
         >>> from nnrs_jax.ranking import welch_t_test
         >>> r = welch_t_test([0.91, 0.92, 0.93], [0.90, 0.91, 0.92])
         >>> round(r.t, 4), round(r.df, 1), round(r.p, 4)

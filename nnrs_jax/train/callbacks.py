@@ -52,7 +52,7 @@ class EarlyStopping(Callback):
         best: the best value seen; ``best_index``: the epoch (or step) it was logged at;
         stopped_at: the epoch (or step) training stopped at, or ``None``.
 
-    Example:
+    Examples:
         >>> import jax, numpy as np, nnrs_jax as nj
         >>> x = np.random.default_rng(0).normal(size=(256, 4)).astype(np.float32)
         >>> y = (x[:, 0] > 0).astype(np.int32)

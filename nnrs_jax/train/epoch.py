@@ -129,7 +129,7 @@ def make_epoch(
     state is donated; ``x`` ``(N, ...)`` and ``y`` ``(N,)`` or ``(N, k)`` are best placed on the
     device once (``jax.device_put``). It compiles once per shape.
 
-    Example:
+    Examples:
         >>> import jax, numpy as np, nnrs_jax as nj
         >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
         >>> y = (x[:, 0] > 0).astype(np.int32)

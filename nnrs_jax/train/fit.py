@@ -121,9 +121,12 @@ def fit(
     process.
 
     Args:
-        model, loss, optimizer: what to train.
-        x: ``(N, ...)`` floats (e.g. ``(N, 784)`` or ``(N, 28, 28, 1)``); y: integer labels
-            ``(N,)``, targets ``(N, k)``, or regression targets ``(N,)`` for one output.
+        model: the `Layer` to train.
+        loss: the `Loss`, e.g. `nnrs_jax.cross_entropy`.
+        optimizer: the `Optimizer`, e.g. ``nj.adam(1e-3)``.
+        x: ``(N, ...)`` floats (e.g. ``(N, 784)`` or ``(N, 28, 28, 1)``).
+        y: integer labels ``(N,)``, targets ``(N, k)``, or regression targets ``(N,)`` for
+            one output.
         key: PRNG key for init, shuffling, stochastic layers and augmentation (not needed
             with ``train_state``, which holds it).
         train_state: continue from this `TrainState`.
@@ -137,13 +140,16 @@ def fit(
         grads: ``"manual"`` (hand-written backward) or ``"autodiff"``.
         mesh: a `jax.sharding.Mesh` with a ``"data"`` axis to train data parallel on.
         local_data: with ``mesh``: ``x`` and ``y`` are this process's share of the data.
-        params, opt_state, state, step: continue from parts instead of a ``train_state``.
+        params: start from these parameters instead of ``model.init``.
+        opt_state: continue from this optimizer state.
+        state: continue from this model state.
+        step: the number of updates already done (else ``opt_state.timestep``, else 0).
 
     Returns:
         A `FitResult`: ``train_state``, ``history``, ``stopped``; ``.params``, ``.state``,
         ``.opt_state`` and ``.step`` read the train state.
 
-    Example:
+    Examples:
         >>> import jax, numpy as np, nnrs_jax as nj
         >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
         >>> y = (x[:, 0] > 0).astype(np.int32)

@@ -39,7 +39,7 @@ class TrainState(NamedTuple):
             ``fold_in(noise_key, t)`` and epoch ``e`` shuffles with ``fold_in(data_key, e)``
             (`run_keys`), so a run resumed from a `TrainState` repeats a straight run bit for bit.
 
-    Example:
+    Examples:
         >>> import jax, nnrs_jax as nj
         >>> model, opt = nj.serial(nj.dense(4, 8), nj.relu(), nj.dense(8, 3)), nj.adam(1e-2)
         >>> ts = nj.TrainState.create(model, opt, jax.random.key(0))

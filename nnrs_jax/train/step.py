@@ -42,7 +42,7 @@ def accuracy(outputs: jax.Array, targets: jax.Array) -> jax.Array:
     ``targets``: integer labels ``(batch,)`` or one-hot / probabilities ``(batch, classes)``
     (their argmax is the label). Returns a scalar in ``outputs``' dtype.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, nnrs_jax as nj
         >>> float(nj.accuracy(jnp.array([[2.0, 1.0], [0.0, 3.0]]), jnp.array([0, 0])))
         0.5
@@ -187,7 +187,7 @@ def make_train_step(
     of rows), ``params``, ``state``, ``opt_state`` and ``key`` are replicated, and XLA adds the
     all-reduce of the gradients; every output is replicated.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, nnrs_jax as nj
         >>> model = nj.serial(nj.dense(4, 8), nj.relu(), nj.dense(8, 3))
         >>> opt = nj.adam(1e-2)

@@ -97,7 +97,7 @@ def fit_many(
         A `FitResult` whose params, opt_state, state and history leaves have a leading model
         axis (``history["loss"]`` is ``(steps or epochs, n)``); its step and key are shared.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, numpy as np, nnrs_jax as nj
         >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
         >>> y = (x[:, 0] > 0).astype(np.int32)

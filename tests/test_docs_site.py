@@ -1,0 +1,122 @@
+"""The documentation site: `mkdocs build --strict` succeeds, every public name has an anchor in
+the API reference, no internal link is broken, the command-line page is the parser's own
+``--help``, and the code blocks of the guides run against the real API (real MNIST)."""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+import nnrs_jax as nj
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = [nj, nj.optim, nj.schedules, nj.datasets, nj.parallel, nj.recipes, nj.callbacks,
+           nj.augment]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+def _pages(site: Path) -> dict[Path, str]:
+    return {page: page.read_text() for page in site.rglob("*.html")}
+
+
+def test_every_public_name_has_an_anchor(site):
+    ids = set()
+    for text in _pages(site / "api").values():
+        ids.update(re.findall(r'id="(nnrs_jax\.[\w.]+)"', text))
+    leaves = {anchor.rsplit(".", 1)[-1] for anchor in ids}
+    missing = []
+    for module in MODULES:
+        for name in module.__all__:
+            qualified = f"{module.__name__}.{name}"
+            if qualified not in ids and f"nnrs_jax.{name}" not in ids and name not in leaves:
+                missing.append(qualified)
+    assert not missing, f"no anchor in the API reference for {missing}"
+
+
+def test_no_internal_link_is_broken(site):
+    pages = _pages(site)
+    ids = {page: set(re.findall(r'id="([^"]+)"', text)) for page, text in pages.items()}
+    broken = []
+    for page, text in pages.items():
+        if page.name == "404.html":  # absolute links: the page is served from any path
+            continue
+        for href in re.findall(r'href="([^"]+)"', text):
+            parts = urlsplit(html.unescape(href))
+            if parts.scheme or parts.netloc or href.startswith(("mailto:", "javascript:")):
+                continue
+            target = page if not parts.path else (page.parent / unquote(parts.path)).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                broken.append(f"{page.relative_to(site)}: {href}")
+            elif parts.fragment and unquote(parts.fragment) not in ids.get(
+                target, {parts.fragment}
+            ):
+                broken.append(f"{page.relative_to(site)}: {href} (no such anchor)")
+    assert not broken, "\n".join(broken[:30])
+
+
+def test_the_command_line_page_is_the_parsers_help(site):
+    sys.path.insert(0, str(ROOT / "docs" / "hooks"))
+    try:
+        from cli_reference import help_texts
+    finally:
+        sys.path.pop(0)
+    text = html.unescape(re.sub(r"<[^>]+>", "", (site / "cli" / "index.html").read_text()))
+    for name, help_text in help_texts().items():
+        assert help_text.rstrip() in text, f"{name} --help differs from the page"
+    done = subprocess.run(
+        [sys.executable, "-m", "nnrs_jax", "train", "--help"], capture_output=True, text=True,
+        timeout=120, env={**os.environ, "COLUMNS": "100"},
+    )  # fmt: skip
+    assert done.stdout.rstrip().replace("python -m nnrs_jax", "nnrs-jax") in text
+
+
+def test_the_notebooks_are_rendered_with_their_figures(site):
+    for name in ("01_quickstart", "02_gradients", "03_optimizers", "04_cnn"):
+        page = (site / "notebooks" / name / "index.html").read_text()
+        assert "<img" in page and "data:image/png;base64" in page, name
+
+
+def _python_blocks(path: Path) -> list[str]:
+    blocks, current, fence = [], [], None
+    for line in path.read_text().splitlines():
+        if fence is None and line.startswith("```"):
+            fence, current = line[3:].strip(), []
+        elif fence is not None and line.startswith("```"):
+            if fence == "python":
+                blocks.append("\n".join(current) + "\n")
+            fence = None
+        elif fence is not None:
+            current.append(line)
+    return blocks
+
+
+@pytest.mark.parametrize("guide", ["index.md", "getting_started.md", "optimizers.md"])
+def test_the_guides_code_runs(guide, mnist_train, capsys):
+    del mnist_train  # the guides read MNIST from NNRS_JAX_DATA
+    blocks = _python_blocks(ROOT / "docs" / guide)
+    assert blocks
+    namespace: dict = {}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"docs/{guide}:block{i}", "exec"), namespace)
+    if guide != "optimizers.md":
+        assert namespace["result"].history["accuracy"][-1] > 0.9
