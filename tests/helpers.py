@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -109,3 +110,18 @@ def assert_trees_equal(a, b) -> None:
 
     for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(host(u), host(v))
+
+
+def fenced_blocks(path, lang: str) -> list[str]:
+    """The fenced code blocks of a markdown file whose opening fence names ``lang``."""
+    blocks, current, fence = [], [], None
+    for line in Path(path).read_text().splitlines():
+        if fence is None and line.startswith("```"):
+            fence, current = line[3:].strip(), []
+        elif fence is not None and line.startswith("```"):
+            if fence == lang:
+                blocks.append("\n".join(current) + "\n")
+            fence = None
+        elif fence is not None:
+            current.append(line)
+    return blocks

@@ -8,23 +8,13 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import pytest
+from helpers import fenced_blocks
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "layers.md"
 
 
 def _blocks(lang: str) -> list[str]:
-    """The guide's fenced blocks whose opening fence names ``lang`` (``""``: no language)."""
-    blocks, current, fence = [], [], None
-    for line in GUIDE.read_text().splitlines():
-        if fence is None and line.startswith("```"):
-            fence, current = line[3:].strip(), []
-        elif fence is not None and line.startswith("```"):
-            if fence == lang:
-                blocks.append("\n".join(current) + "\n")
-            fence = None
-        elif fence is not None:
-            current.append(line)
-    return blocks
+    return fenced_blocks(GUIDE, lang)
 
 
 @pytest.fixture(scope="module")

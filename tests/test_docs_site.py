@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from helpers import fenced_blocks
 
 import nnrs_jax as nj
 
@@ -96,24 +97,10 @@ def test_the_notebooks_are_rendered_with_their_figures(site):
         assert "<img" in page and "data:image/png;base64" in page, name
 
 
-def _python_blocks(path: Path) -> list[str]:
-    blocks, current, fence = [], [], None
-    for line in path.read_text().splitlines():
-        if fence is None and line.startswith("```"):
-            fence, current = line[3:].strip(), []
-        elif fence is not None and line.startswith("```"):
-            if fence == "python":
-                blocks.append("\n".join(current) + "\n")
-            fence = None
-        elif fence is not None:
-            current.append(line)
-    return blocks
-
-
 @pytest.mark.parametrize("guide", ["index.md", "getting_started.md", "optimizers.md"])
 def test_the_guides_code_runs(guide, mnist_train, capsys):
     del mnist_train  # the guides read MNIST from NNRS_JAX_DATA
-    blocks = _python_blocks(ROOT / "docs" / guide)
+    blocks = fenced_blocks(ROOT / "docs" / guide, "python")
     assert blocks
     namespace: dict = {}
     for i, block in enumerate(blocks):
