@@ -34,6 +34,16 @@ class Loss(NamedTuple):
     classification: bool = False
 
 
+def _documented(loss: Loss, doc: str) -> Loss:
+    """``loss`` as an instance of its own subclass of `Loss` whose docstring is ``doc``.
+
+    ``help(nj.mse)`` and the API reference then show the loss's own formula, not `Loss`'s.
+    Equality is unchanged: a `Loss` compares as the tuple of its fields.
+    """
+    kind = type(loss.name, (Loss,), {"__doc__": doc, "__slots__": (), "__module__": __name__})
+    return kind(*loss)
+
+
 def _dense_targets(name: str, outputs: jax.Array, targets: jax.Array) -> jax.Array:
     """Validate shapes and dtypes at trace time; return targets as ``(batch, classes)`` floats.
 
@@ -78,8 +88,9 @@ def _ce_backward(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return (p * jnp.sum(t, axis=-1, keepdims=True) - t) / logits.shape[0]
 
 
-cross_entropy = Loss(_ce_value, _ce_backward, "cross_entropy", classification=True)
-"""Softmax cross-entropy on logits ``z`` ``(batch, classes)``, mean over the batch:
+cross_entropy = _documented(
+    Loss(_ce_value, _ce_backward, "cross_entropy", classification=True),
+    """Softmax cross-entropy on logits ``z`` ``(batch, classes)``, mean over the batch:
 
     value = −(1/B)·Σ_b Σ_c t_bc·log softmax(z_b)_c
     ∂value/∂z = (softmax(z)·Σ_c t_c − t) / B        (= (softmax(z) − t)/B for labels / one-hot)
@@ -89,7 +100,8 @@ Targets: integer labels ``(batch,)`` or one-hot / soft ``(batch, classes)``.
 
 Note: the seed (nn-rs) printed a value divided by ``batch × classes`` but used the gradient of
 the batch mean; ours is the standard mean over the batch for both.
-"""
+""",
+)
 
 
 def _mse_value(outputs: jax.Array, targets: jax.Array) -> jax.Array:
@@ -102,10 +114,12 @@ def _mse_backward(outputs: jax.Array, targets: jax.Array) -> jax.Array:
     return 2 * (outputs - t) / outputs.size
 
 
-mse = Loss(_mse_value, _mse_backward, "mse")
-"""Mean squared error over all elements: ``value = (1/(B·C))·Σ (y − t)²``,
+mse = _documented(
+    Loss(_mse_value, _mse_backward, "mse"),
+    """Mean squared error over all elements: ``value = (1/(B·C))·Σ (y − t)²``,
 ``∂value/∂y = 2·(y − t)/(B·C)``. Integer labels are one-hot encoded.
-"""
+""",
+)
 
 
 def _smse_value(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -120,8 +134,10 @@ def _smse_backward(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return p * (dp - jnp.sum(dp * p, axis=-1, keepdims=True))
 
 
-softmax_mse = Loss(_smse_value, _smse_backward, "softmax_mse", classification=True)
-"""The seed's MSE variant: softmax of the logits, then mean squared error against the one-hot
+softmax_mse = _documented(
+    Loss(_smse_value, _smse_backward, "softmax_mse", classification=True),
+    """The seed's MSE variant: softmax of the logits, then mean squared error against the one-hot
 targets. ``value = (1/(B·C))·Σ (softmax(z) − t)²``; with ``d = 2·(p − t)/(B·C)`` and
 ``p = softmax(z)``, ``∂value/∂z = p ⊙ (d − Σ_c d_c·p_c)``.
-"""
+""",
+)

@@ -106,3 +106,18 @@ def test_wrong_types_and_dtypes_raise_type_error(name):
         loss.value(jnp.zeros((4, 3), jnp.float32), [0, 1, 2, 0])
     with pytest.raises(ValueError, match=rf"^{name}: outputs must have shape \(batch, classes\)"):
         jax.jit(loss.value)(jnp.zeros((4, 3, 1), jnp.float32), labels)
+
+
+@pytest.mark.parametrize(
+    ("loss", "words"),
+    [
+        (nj.cross_entropy, "Softmax cross-entropy on logits"),
+        (nj.mse, "Mean squared error over all elements"),
+        (nj.softmax_mse, "The seed's MSE variant"),
+    ],
+)
+def test_help_shows_each_losss_own_formula(loss, words):
+    import pydoc
+
+    assert words in pydoc.render_doc(loss, renderer=pydoc.plaintext)
+    assert isinstance(loss, nj.Loss) and loss == nj.Loss(*loss)  # still a Loss, equal by fields
