@@ -58,3 +58,11 @@ def test_the_guide_error_message_is_the_real_one(namespace):
         nj.backward(model, params, jnp.ones((8, 16), jnp.float32), jnp.ones((8, 4), jnp.float32))
     shown = " ".join(_blocks("")[0].split())
     assert str(err.value) == shown
+
+
+def test_the_guide_shows_the_checker_catching_a_wrong_backward(namespace, capsys):
+    ns = dict(namespace)
+    exec(compile(_blocks("python")[3], f"{GUIDE}:block3", "exec"), ns)
+    printed = capsys.readouterr().out
+    assert printed.startswith("check_layer(wrong): FAILED, max relative error ")
+    assert "params" in printed and "<-- exceeds rtol" in printed
