@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import numpy as np
 import pytest
 from helpers import fenced_blocks
 
@@ -110,3 +111,43 @@ def test_the_guides_code_runs(guide, mnist_train, capsys):
         exec(compile(block, f"docs/{guide}:block{i}", "exec"), namespace)
     if guide in {"index.md", "getting_started.md", "training.md", "scaling.md"}:  # MNIST fits
         assert namespace["result"].history["accuracy"][-1] > 0.9
+
+
+def test_the_design_notes_code_runs(mnist_train, mnist_test):
+    """docs/design.md: the complete user layer, and the hand-driven loop, given its context (a
+    small CNN on 1024 real training images, 10 epochs)."""
+    blocks = fenced_blocks(ROOT / "docs" / "design.md", "python")
+    assert len(blocks) == 2
+    namespace: dict = {}
+    exec(compile(blocks[0], "docs/design.md:block0", "exec"), namespace)
+    assert namespace["scale"](16) == namespace["scale"](16)
+    x, y = (np.asarray(a)[:1024] for a in mnist_train)
+    xt, yt = (np.asarray(a)[:512] for a in mnist_test)
+    model = nj.serial(nj.conv2d(1, 4, 3, stride=2), nj.relu(), nj.flatten(),
+                      nj.dense(13 * 13 * 4, 10))  # fmt: skip
+    context = {"model": model, "opt": nj.adam(3e-3), "x": x.reshape(-1, 28, 28, 1),
+               "y": y, "xt": xt.reshape(-1, 28, 28, 1), "yt": yt}  # fmt: skip
+    namespace.update(context)
+    exec(compile(blocks[1], "docs/design.md:block1", "exec"), namespace)
+    assert int(namespace["ts"].step) == 10 * (1024 // 128)
+
+
+def test_the_recipe_page_code_reaches_its_claim(mnist_train, capsys):
+    """docs/recipe.md's snippet is the default recipe, whole: 12 epochs on all of MNIST."""
+    del mnist_train
+    (block,) = fenced_blocks(ROOT / "docs" / "recipe.md", "python")
+    exec(compile(block, "docs/recipe.md:block0", "exec"), {})
+    assert float(capsys.readouterr().out.strip()) >= 0.985
+
+
+def test_the_ranking_page_code_runs(mnist_train, monkeypatch, capsys):
+    """docs/ranking.md's snippet against the real API, with a tiny protocol in place of
+    ``ranking.FULL`` (the full protocol takes an hour; its results are on the page)."""
+    del mnist_train
+    from nnrs_jax import ranking
+
+    tiny = ranking.Protocol(steps=4, batch_size=50, seeds=2, validation_size=100, train_size=200)
+    monkeypatch.setattr(ranking, "FULL", tiny)
+    (block,) = fenced_blocks(ROOT / "docs" / "ranking.md", "python")
+    exec(compile(block, "docs/ranking.md:block0", "exec"), {})
+    assert "optimizers" in capsys.readouterr().out

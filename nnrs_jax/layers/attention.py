@@ -1,0 +1,212 @@
+"""Multi-head scaled dot-product self-attention with a hand-written backward pass."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from nnrs_jax import initializers
+from nnrs_jax._validate import check_bool, check_int
+from nnrs_jax.layers._checks import check_floating, check_grad_shape
+from nnrs_jax.layers.base import Layer, layer_factory
+
+__all__ = ["AttentionParams", "multi_head_attention"]
+
+
+class AttentionParams(NamedTuple):
+    """Parameters of `multi_head_attention` for ``dim`` features.
+
+    Attributes:
+        w_qkv: ``(dim, 3·dim)``, the query, key and value projections side by side: columns
+            ``[0, dim)`` give ``Q``, ``[dim, 2·dim)`` give ``K``, ``[2·dim, 3·dim)`` give ``V``;
+            within each block head ``h`` owns columns ``[h·d, (h+1)·d)``.
+        b_qkv: ``(3·dim,)``, the matching biases.
+        w_o: ``(dim, dim)``, the output projection of the concatenated heads.
+        b_o: ``(dim,)``, its bias.
+    """
+
+    w_qkv: jax.Array
+    b_qkv: jax.Array
+    w_o: jax.Array
+    b_o: jax.Array
+
+
+class _Forward(NamedTuple):
+    """The forward pass's intermediates, kept for the backward pass."""
+
+    q: jax.Array  # (batch, time, heads, d)
+    k: jax.Array  # (batch, time, heads, d)
+    v: jax.Array  # (batch, time, heads, d)
+    p: jax.Array  # (batch, heads, time_q, time_k), the attention weights
+    o: jax.Array  # (batch, time, dim), the concatenated heads
+    y: jax.Array  # (batch, time, dim)
+
+
+def _check_sequence(name: str, x: jax.Array, dim: int, arg: str = "x") -> None:
+    """Raise unless ``x`` is a floating ``(batch, time, dim)`` array."""
+    check_floating(name, x, arg)
+    shape = tuple(x.shape)
+    if len(shape) != 3:
+        raise ValueError(
+            f"{name}: {arg} must have shape (batch, time, {dim}) (rank 3), got {shape} "
+            f"(rank {len(shape)})"
+        )
+    if shape[2] != dim:
+        raise ValueError(
+            f"{name}: {arg} must have shape (batch, time, {dim}): expected {dim} features, "
+            f"got {shape[2]} (shape {shape})"
+        )
+
+
+@layer_factory
+def multi_head_attention(
+    dim: int,
+    heads: int,
+    *,
+    causal: bool = False,
+    init: str | initializers.Initializer = "glorot",
+    dtype: jnp.dtype = jnp.float32,
+) -> Layer:
+    """Multi-head scaled dot-product self-attention over a sequence.
+
+    Forward, for ``x`` ``(batch, time, dim)`` and ``heads`` heads of width ``d = dim / heads``
+    (per example ``b`` and head ``h``; ``Q, K, V, O`` are ``(time, d)``)::
+
+        [Q | K | V] = x·W_qkv + b_qkv                          (batch, time, 3·dim)
+        S = Q·Kᵀ / √d                                         (batch, heads, time, time)
+        S[i, j] = −∞ for j > i                                 (only with causal=True)
+        P = softmax(S) over the key axis j                     (batch, heads, time, time)
+        O = P·V                                                (batch, time, heads, d)
+        y = concat_heads(O)·W_o + b_o                          (batch, time, dim)
+
+    The softmax subtracts each row's maximum; a masked entry gives ``P = 0`` exactly (the
+    diagonal is never masked, so every row has a finite maximum and no NaN arises).
+
+    Backward, given ``dy = ∂L/∂y`` ``(batch, time, dim)``, recomputing the forward::
+
+        dW_o = Σ_batch,time concat_heads(O)ᵀ·dy     db_o = Σ_batch,time dy
+        dO = dy·W_oᵀ, split into heads
+        dP = dO·Vᵀ                dV = Pᵀ·dO
+        dS = P ⊙ (dP − Σ_j dP ⊙ P)        (the softmax Jacobian; masked entries get 0)
+        dQ = dS·K / √d            dK = dSᵀ·Q / √d
+        dqkv = [dQ | dK | dV]
+        dW_qkv = Σ_batch,time xᵀ·dqkv     db_qkv = Σ_batch,time dqkv     dx = dqkv·W_qkvᵀ
+
+    Reference: Vaswani et al. 2017, "Attention Is All You Need", sections 3.2.1 and 3.2.2.
+    The layer has no padding mask: every position of every sequence is attended to (pad
+    sequences to one length and mask their loss, or feed sequences of equal length).
+
+    Args:
+        dim: the features per position (the model width), a positive int.
+        heads: the number of heads, a positive int that divides ``dim``.
+        causal: if True, position ``i`` attends only to positions ``j <= i`` (a decoder).
+        init: the initializer of ``W_qkv`` and ``W_o``: ``"glorot"`` (default), ``"he"``,
+            ``"lecun"`` or a function of `nnrs_jax.initializers`; biases start at zero.
+        dtype: dtype of the parameters, float32 by default; ``x`` must have the same.
+
+    Returns:
+        A `nnrs_jax.Layer` mapping ``(batch, time, dim)`` to ``(batch, time, dim)``, with
+        `AttentionParams`.
+
+    Raises:
+        TypeError: an argument has the wrong type, or ``dtype`` is not floating.
+        ValueError: ``dim`` or ``heads`` is not positive, or ``heads`` does not divide ``dim``.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from nnrs_jax.layers.attention import multi_head_attention
+        >>> layer = multi_head_attention(8, 2, causal=True)
+        >>> params = layer.init(jax.random.key(0))
+        >>> params.w_qkv.shape, params.b_qkv.shape, params.w_o.shape, params.b_o.shape
+        ((8, 24), (24,), (8, 8), (8,))
+        >>> x = jax.random.normal(jax.random.key(1), (2, 5, 8))
+        >>> layer.apply(params, x).shape
+        (2, 5, 8)
+        >>> grads, dx = layer.backward(params, x, jnp.ones((2, 5, 8)))
+        >>> grads.w_qkv.shape, dx.shape
+        ((8, 24), (2, 5, 8))
+    """
+    caller = "multi_head_attention"
+    dim = check_int(caller, "dim", dim, low=1)
+    heads = check_int(caller, "heads", heads, low=1)
+    causal = check_bool(caller, "causal", causal)
+    if dim % heads:
+        raise ValueError(
+            f"{caller}: dim must be divisible by heads, got dim={dim} and heads={heads} "
+            f"(dim % heads = {dim % heads})"
+        )
+    init_fn = initializers.resolve(init, caller=caller)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{caller}: dtype must be a floating dtype, got {jnp.dtype(dtype)}")
+    d = dim // heads
+    scale = 1.0 / math.sqrt(d)
+    name = f"{caller}({dim}, {heads}{', causal=True' if causal else ''})"
+
+    def init_params(key: jax.Array) -> AttentionParams:
+        k_qkv, k_o = jax.random.split(key)
+        # The three projections are drawn as separate (dim, dim) matrices: fan_out = dim each.
+        w_qkv = jnp.concatenate(
+            [init_fn(k, (dim, dim), dtype) for k in jax.random.split(k_qkv, 3)], axis=1
+        )
+        return AttentionParams(
+            w_qkv=w_qkv,
+            b_qkv=jnp.zeros((3 * dim,), dtype),
+            w_o=init_fn(k_o, (dim, dim), dtype),
+            b_o=jnp.zeros((dim,), dtype),
+        )
+
+    def mask(time: int) -> jax.Array:
+        """``(1, 1, time, time)``: True where query ``i`` may attend to key ``j`` (``j <= i``)."""
+        rows = jnp.arange(time)
+        return (rows[None, :] <= rows[:, None])[None, None, :, :]
+
+    def run(params: AttentionParams, x: jax.Array) -> _Forward:
+        _check_sequence(name, x, dim)
+        if x.dtype != params.w_qkv.dtype:
+            raise TypeError(
+                f"{name}: x must have the dtype of the parameters {params.w_qkv.dtype}, "
+                f"got {x.dtype}"
+            )
+        batch, time, _ = x.shape
+        qkv = jnp.einsum("btd,de->bte", x, params.w_qkv) + params.b_qkv[None, None, :]
+        qkv = qkv.reshape(batch, time, 3, heads, d)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        s = jnp.einsum("bihc,bjhc->bhij", q, k) * scale
+        if causal:
+            s = jnp.where(mask(time), s, -jnp.inf)
+        s_max = jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True))
+        e = jnp.exp(s - s_max)
+        p = e / jnp.sum(e, axis=-1, keepdims=True)
+        o = jnp.einsum("bhij,bjhc->bihc", p, v).reshape(batch, time, dim)
+        y = jnp.einsum("btd,de->bte", o, params.w_o) + params.b_o[None, None, :]
+        return _Forward(q, k, v, p, o, y)
+
+    def apply(params: AttentionParams, x: jax.Array) -> jax.Array:
+        return run(params, x).y
+
+    def backward(
+        params: AttentionParams, x: jax.Array, grad_y: jax.Array
+    ) -> tuple[AttentionParams, jax.Array]:
+        fwd = run(params, x)
+        check_grad_shape(name, grad_y, tuple(x.shape))
+        batch, time, _ = x.shape
+        grad_w_o = jnp.einsum("btd,bte->de", fwd.o, grad_y)
+        grad_b_o = jnp.sum(grad_y, axis=(0, 1))
+        grad_o = jnp.einsum("bte,de->btd", grad_y, params.w_o).reshape(batch, time, heads, d)
+        grad_p = jnp.einsum("bihc,bjhc->bhij", grad_o, fwd.v)
+        grad_v = jnp.einsum("bhij,bihc->bjhc", fwd.p, grad_o)
+        grad_s = fwd.p * (grad_p - jnp.sum(grad_p * fwd.p, axis=-1, keepdims=True))
+        if causal:
+            grad_s = jnp.where(mask(time), grad_s, jnp.zeros_like(grad_s))
+        grad_q = jnp.einsum("bhij,bjhc->bihc", grad_s, fwd.k) * scale
+        grad_k = jnp.einsum("bhij,bihc->bjhc", grad_s, fwd.q) * scale
+        grad_qkv = jnp.stack([grad_q, grad_k, grad_v], axis=2).reshape(batch, time, 3 * dim)
+        grad_w_qkv = jnp.einsum("btd,bte->de", x, grad_qkv)
+        grad_b_qkv = jnp.sum(grad_qkv, axis=(0, 1))
+        grad_x = jnp.einsum("bte,de->btd", grad_qkv, params.w_qkv)
+        return AttentionParams(grad_w_qkv, grad_b_qkv, grad_w_o, grad_b_o), grad_x
+
+    return Layer(init_params, apply, backward, name=name)

@@ -1,0 +1,218 @@
+"""lstm and gru: the forward equations against a NumPy loop, the hand-written BPTT against
+jax.vjp (float64 and float32), under jit, vmap and scan, shapes, errors that name the layer,
+equality, and a small sequence model that learns."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import TOL, check_vmap_and_scan, rel_err
+
+import nnrs_jax as nj
+from nnrs_jax.layers.recurrent import GRUParams, LSTMParams, gru, lstm
+
+FACTORIES = {"lstm": lstm, "gru": gru}
+# (batch, time, in_features, hidden): a single time step, and a longer sequence.
+SHAPES = [(2, 1, 3, 4), (3, 5, 2, 6)]
+
+
+def _sigmoid(a: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-a))
+
+
+def _numpy_lstm(p: LSTMParams, x: np.ndarray) -> np.ndarray:
+    """Every h_t of the documented LSTM equations, one step at a time."""
+    w_x, w_h, b = (np.asarray(a, np.float64) for a in p)
+    hidden = w_h.shape[0]
+    h = c = np.zeros((x.shape[0], hidden))
+    out = []
+    for t in range(x.shape[1]):
+        z = x[:, t] @ w_x + h @ w_h + b
+        i, f, g, o = (z[:, k * hidden : (k + 1) * hidden] for k in range(4))
+        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+        h = _sigmoid(o) * np.tanh(c)
+        out.append(h)
+    return np.stack(out, axis=1)
+
+
+def _numpy_gru(p: GRUParams, x: np.ndarray) -> np.ndarray:
+    """Every h_t of the documented GRU equations (reset applied after the recurrent product)."""
+    w_x, w_h, b_x, b_h = (np.asarray(a, np.float64) for a in p)
+    hidden = w_h.shape[0]
+    h = np.zeros((x.shape[0], hidden))
+    out = []
+    for t in range(x.shape[1]):
+        a, u = x[:, t] @ w_x + b_x, h @ w_h + b_h
+        r = _sigmoid(a[:, :hidden] + u[:, :hidden])
+        z = _sigmoid(a[:, hidden : 2 * hidden] + u[:, hidden : 2 * hidden])
+        n = np.tanh(a[:, 2 * hidden :] + r * u[:, 2 * hidden :])
+        h = (1 - z) * n + z * h
+        out.append(h)
+    return np.stack(out, axis=1)
+
+
+REFERENCES = {"lstm": _numpy_lstm, "gru": _numpy_gru}
+
+
+def _random_params(params, seed: int):
+    """Params with every leaf redrawn (biases included), so no gradient path is trivially zero."""
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    new = [0.5 * jax.random.normal(k, leaf.shape, leaf.dtype) for k, leaf in zip(keys, leaves)]
+    return jax.tree.unflatten(tree, new)
+
+
+@pytest.mark.parametrize("kind", FACTORIES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_forward_matches_the_documented_equations(kind, shape):
+    batch, time, features, hidden = shape
+    layer = FACTORIES[kind](features, hidden, return_sequences=True, dtype=jnp.float64)
+    last = FACTORIES[kind](features, hidden, dtype=jnp.float64)
+    params = _random_params(layer.init(jax.random.key(0)), 1)
+    x = jax.random.normal(jax.random.key(2), (batch, time, features), jnp.float64)
+    want = REFERENCES[kind](params, np.asarray(x))
+    got = layer.apply(params, x)
+    assert got.shape == (batch, time, hidden)
+    assert rel_err(got, want) <= 1e-13
+    assert rel_err(last.apply(params, x), want[:, -1]) <= 1e-13
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("return_sequences", [False, True], ids=["last", "sequences"])
+@pytest.mark.parametrize("kind", FACTORIES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_backward_matches_vjp(kind, shape, return_sequences, dtype):
+    batch, time, features, hidden = shape
+    layer = FACTORIES[kind](features, hidden, return_sequences=return_sequences, dtype=dtype)
+    x = jax.random.normal(jax.random.key(3), (batch, time, features), dtype)
+    for params in (None, _random_params(layer.init(jax.random.key(0)), 4)):
+        report = nj.check_layer(layer, x, params=params, rtol=TOL[dtype])
+        assert report.ok, str(report)
+
+
+def test_stacked_layers_pass_check_layer():
+    model = nj.serial(
+        lstm(3, 4, return_sequences=True, dtype=jnp.float64),
+        gru(4, 5, dtype=jnp.float64),
+        nj.dense(5, 2, dtype=jnp.float64),
+    )
+    x = jax.random.normal(jax.random.key(5), (3, 4, 3), jnp.float64)
+    report = nj.check_layer(model, x, rtol=1e-10)
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("return_sequences", [False, True], ids=["last", "sequences"])
+@pytest.mark.parametrize("kind", FACTORIES)
+def test_backward_under_jit_vmap_and_scan(kind, return_sequences):
+    layer = FACTORIES[kind](3, 4, return_sequences=return_sequences, dtype=jnp.float64)
+    params = _random_params(layer.init(jax.random.key(0)), 6)
+    out = (2, 5, 4) if return_sequences else (2, 4)
+    xs = jax.random.normal(jax.random.key(7), (3, 2, 5, 3), jnp.float64)
+    dys = jax.random.normal(jax.random.key(8), (3, *out), jnp.float64)
+    grads = jax.tree.map(np.asarray, layer.backward(params, xs[0], dys[0]))
+    assert isinstance(grads[0], LSTMParams if kind == "lstm" else GRUParams)
+    assert rel_err(jax.jit(layer.backward)(params, xs[0], dys[0]), grads) <= 1e-10
+    check_vmap_and_scan(layer, params, xs, dys, layer.backward)
+
+
+@pytest.mark.parametrize("kind", FACTORIES)
+def test_output_shape_and_param_shapes(kind, key):
+    gates = 4 if kind == "lstm" else 3
+    assert nj.output_shape(FACTORIES[kind](3, 7), (5, 9, 3)) == (5, 7)
+    seq = FACTORIES[kind](3, 7, return_sequences=True)
+    assert nj.output_shape(seq, (5, 9, 3)) == (5, 9, 7)
+    model = nj.serial(seq, FACTORIES[kind](7, 2), nj.dense(2, 1))
+    assert nj.output_shape(model, (5, 9, 3)) == (5, 1)
+    params = FACTORIES[kind](3, 7, dtype=jnp.float64).init(key)
+    assert params.w_x.shape == (3, gates * 7)
+    assert params.w_h.shape == (7, gates * 7)
+    assert all(leaf.dtype == jnp.float64 for leaf in jax.tree.leaves(params))
+
+
+def test_lstm_biases_start_with_the_forget_gate_open(key):
+    b = np.asarray(lstm(3, 4).init(key).b)
+    np.testing.assert_array_equal(b, np.r_[np.zeros(4), np.ones(4), np.zeros(8)])
+    b = np.asarray(lstm(3, 4, forget_bias=0.0).init(key).b)
+    np.testing.assert_array_equal(b, np.zeros(16))
+    params = gru(3, 4).init(key)
+    assert not np.any(np.asarray(params.b_x)) and not np.any(np.asarray(params.b_h))
+
+
+def test_equal_arguments_give_equal_layers():
+    assert lstm(3, 4) == lstm(3, 4)
+    assert hash(lstm(3, 4)) == hash(lstm(3, 4))
+    assert gru(3, 4) == gru(3, 4, init="glorot")
+    assert lstm(3, 4) != lstm(3, 4, return_sequences=True)
+    assert lstm(3, 4) != gru(3, 4)
+    assert lstm(3, 4).name == "lstm(3, 4)"
+    assert gru(3, 4, return_sequences=True).name == "gru(3, 4, return_sequences=True)"
+
+
+def _bad_calls(kind: str):
+    layer = FACTORIES[kind](3, 4)
+    name = rf"{kind}\(3, 4\)"
+    params = layer.init(jax.random.key(0))
+    x = jnp.ones((2, 5, 3), jnp.float32)
+    return [
+        (lambda: layer.apply(params, x[:, 0]), ValueError,
+         rf"{name}: x must have shape \(batch, time, 3\) \(rank 3\), got \(2, 3\) \(rank 2\)"),
+        (lambda: layer.apply(params, jnp.ones((2, 5, 4), jnp.float32)), ValueError,
+         rf"{name}: x must have shape \(batch, time, 3\), got \(2, 5, 4\): expected 3 "
+         r"features, got 4"),
+        (lambda: layer.apply(params, jnp.ones((2, 5, 3), jnp.int32)), TypeError,
+         rf"{name}: x must have a floating dtype, got int32"),
+        (lambda: layer.apply(params, x[:, :0]), ValueError,
+         rf"{name}: x must hold at least one time step, got shape \(2, 0, 3\)"),
+        (lambda: layer.backward(params, x[:, :, :2], jnp.ones((2, 4), jnp.float32)),
+         ValueError, rf"{name}: .*expected 3 features, got 2"),
+        (lambda: layer.backward(params, x, jnp.ones((2, 5, 4), jnp.float32)), ValueError,
+         rf"{name}: grad_y must have the shape of the output \(2, 4\), got \(2, 5, 4\)"),
+        (lambda: jax.jit(layer.apply)(params, x[0]), ValueError, rf"{name}: .*rank 2"),
+        (lambda: nj.output_shape(layer, (2, 5, 6)), ValueError, rf"{name}: .*got 6"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", range(len(_bad_calls("lstm"))))
+@pytest.mark.parametrize("kind", FACTORIES)
+def test_bad_inputs_name_the_layer(kind, case):
+    call, error, match = _bad_calls(kind)[case]
+    with pytest.raises(error, match=match):
+        call()
+
+
+@pytest.mark.parametrize("kind", FACTORIES)
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"hidden": 0}, ValueError, "hidden must be an int >= 1, got 0"),
+        ({"in_features": 2.5}, TypeError, r"in_features must be an int, got 2\.5"),
+        ({"return_sequences": 1}, TypeError, "return_sequences must be a bool, got 1"),
+        ({"dtype": jnp.int32}, TypeError, "dtype must be a floating dtype, got int32"),
+        ({"init": "orthogonal"}, ValueError, "init must be one of"),
+    ],
+)
+def test_factory_rejects_bad_arguments(kind, kwargs, error, match):
+    args = {"in_features": 3, "hidden": 4, **kwargs}
+    with pytest.raises(error, match=rf"{kind}: {match}"):
+        FACTORIES[kind](**args)
+
+
+def test_lstm_rejects_a_bad_forget_bias():
+    with pytest.raises(ValueError, match=r"lstm: forget_bias must be a finite float, got inf"):
+        lstm(3, 4, forget_bias=float("inf"))
+
+
+@pytest.mark.parametrize("kind", FACTORIES)
+def test_a_small_sequence_model_learns(kind):
+    """Regress the running mean of a noisy sequence's first feature, read at the last step."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 6, 2)).astype(np.float32)
+    y = x[:, :, :1].mean(axis=1)
+    model = nj.serial(FACTORIES[kind](2, 8), nj.dense(8, 1))
+    result = nj.fit(model, nj.mse, nj.adam(3e-2), x, y, key=jax.random.key(0), steps=60,
+                    log_every=10, progress=False)  # fmt: skip
+    loss = result.history["loss"]
+    assert np.all(np.isfinite(loss))
+    assert loss[-1] < 0.25 * loss[0], loss
