@@ -84,7 +84,8 @@ def check_data(
 
     * ``loss`` is a `Loss`;
     * ``x`` is an ``(N, ...)`` array (a batch axis and at least one feature axis) with a
-      floating dtype; ``y`` is ``(N,)`` or ``(N, k)``; both have the same ``N > 0``;
+      floating dtype (integer token ids for a model that starts with `nnrs_jax.embedding`);
+      ``y`` is ``(N,)`` or ``(N, k)``; both have the same ``N > 0``;
     * the model accepts rows of ``x``: its output shape is found with `jax.eval_shape` on a
       ``(1, *x.shape[1:])`` example (nothing runs), and must be ``(1, outputs)``;
     * ``x`` holds no ``NaN`` or ``inf``;
@@ -105,8 +106,9 @@ def check_data(
         A `Data` of NumPy arrays, ``y`` ready for the loss.
 
     Raises:
-        TypeError: a wrong type or dtype (``x`` of integers, float labels for a classification
-            loss, a ``loss`` that is not a `Loss`).
+        TypeError: a wrong type or dtype (``x`` of integers for a model that does not start with
+            `nnrs_jax.embedding`, float labels for a classification loss, a ``loss`` that is not
+            a `Loss`).
         ValueError: a wrong shape or value (``x`` that does not fit the model, labels out of
             range, ``NaN``, different lengths, no examples).
     """
@@ -121,8 +123,11 @@ def check_data(
             f"{caller}: x must be an (N, ...) array with a batch axis, e.g. (N, 784) or "
             f"(N, 28, 28, 1), got {x.shape}"
         )
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"{caller}: x must have a floating dtype, got {x.dtype}")
+    if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
+        raise TypeError(
+            f"{caller}: x must have a floating dtype (or integer token ids for a model that "
+            f"starts with nj.embedding), got {x.dtype}"
+        )
     if y.ndim not in (1, 2):
         raise ValueError(f"{caller}: y must be labels (N,) or targets (N, classes), got {y.shape}")
     if x.shape[0] != y.shape[0]:
@@ -173,6 +178,14 @@ def _output_shape(
         out = _traced_output(model, treedef, structs, example)
     except LayerContractError:
         raise
+    except TypeError as error:
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            raise
+        raise TypeError(
+            f"{caller}: x must have a floating dtype, got {x.dtype} ({error}); only a model "
+            "that starts with nj.embedding takes integer token ids; cast images to float32, "
+            "e.g. x / 255"
+        ) from error
     except jax.dtypes.TypePromotionError as error:
         floats = {
             str(leaf.dtype)

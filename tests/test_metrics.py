@@ -213,8 +213,8 @@ def test_nan_or_inf_is_rejected(where, bad):
          r"x and y must have the same length, got 3 and 4"),
         (ROWS, np.array([0, 1, 2], np.int32), nj.cross_entropy, ValueError,
          r"labels y must lie in \[0, 2\)"),
-        (np.zeros((3, 1), np.int32), np.zeros(3, np.int32), nj.cross_entropy, TypeError,
-         r"x must have a floating dtype, got int32"),
+        (np.zeros((3, 1), bool), np.zeros(3, np.int32), nj.cross_entropy, TypeError,
+         r"x must have a floating dtype \(or integer token ids .*\), got bool"),
         (ROWS, np.zeros(3, np.float64), nj.cross_entropy, TypeError,
          r"labels y must have an integer dtype, got float64"),
         (ROWS, np.zeros(3), nj.mse, ValueError,
@@ -222,7 +222,7 @@ def test_nan_or_inf_is_rejected(where, bad):
         (ROWS, np.zeros((3, 3)), nj.mse, ValueError,
          r"targets y must have shape \(N, 2\), got \(3, 3\)"),
     ],
-    ids=["lengths", "label_range", "int_x", "float64_labels", "flat_targets", "target_shape"],
+    ids=["lengths", "label_range", "bool_x", "float64_labels", "flat_targets", "target_shape"],
 )  # fmt: skip
 def test_bad_data(x, y, loss, error, match):
     with pytest.raises(error, match=f"^evaluate: {match}"):

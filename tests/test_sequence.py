@@ -242,3 +242,18 @@ def test_small_sequence_model_trains():
         losses.append(float(metrics["loss"]))
     assert losses[-1] < 0.6 * losses[0], losses
     assert float(metrics["accuracy"]) > 0.8
+
+
+def test_fit_and_evaluate_take_token_ids_for_an_embedding_model():
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 6, size=(64, 5)).astype(np.int32)
+    labels = (ids[:, -1] % 2).astype(np.int32)  # the parity of the last token
+    model = nj.serial(nj.embedding(6, 8), nj.last_over_time(), nj.dense(8, 2))
+    result = nj.fit(model, nj.cross_entropy, nj.adam(3e-2), ids, labels,
+                    key=jax.random.key(0), steps=60, progress=False)  # fmt: skip
+    assert result.history["loss"][-1] < 0.5 * result.history["loss"][0]
+    assert nj.evaluate(model, result.params, ids, labels).accuracy > 0.9
+    # A model that does not start with an embedding still refuses integer x, naming fit.
+    with pytest.raises(TypeError, match=r"^fit: x must have a floating dtype, got int32 "):
+        nj.fit(nj.dense(5, 2), nj.cross_entropy, nj.sgd(0.1), ids, labels,
+               key=jax.random.key(0), steps=1, progress=False)  # fmt: skip
