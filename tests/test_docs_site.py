@@ -100,7 +100,14 @@ def test_the_notebooks_are_rendered_with_their_figures(site):
 
 @pytest.mark.parametrize(
     "guide",
-    ["index.md", "getting_started.md", "optimizers.md", "training.md", "scaling.md"],
+    [
+        "index.md",
+        "getting_started.md",
+        "optimizers.md",
+        "training.md",
+        "scaling.md",
+        "sequences.md",
+    ],
 )
 def test_the_guides_code_runs(guide, mnist_train, capsys):
     del mnist_train  # the guides read MNIST from NNRS_JAX_DATA
@@ -109,7 +116,7 @@ def test_the_guides_code_runs(guide, mnist_train, capsys):
     namespace: dict = {}
     for i, block in enumerate(blocks):
         exec(compile(block, f"docs/{guide}:block{i}", "exec"), namespace)
-    if guide in {"index.md", "getting_started.md", "training.md", "scaling.md"}:  # MNIST fits
+    if guide in {"index.md", "getting_started.md", "training.md", "scaling.md", "sequences.md"}:
         assert namespace["result"].history["accuracy"][-1] > 0.9
 
 
