@@ -159,8 +159,8 @@ def _bad_calls(kind: str):
         (lambda: layer.apply(params, x[:, 0]), ValueError,
          rf"{name}: x must have shape \(batch, time, 3\) \(rank 3\), got \(2, 3\) \(rank 2\)"),
         (lambda: layer.apply(params, jnp.ones((2, 5, 4), jnp.float32)), ValueError,
-         rf"{name}: x must have shape \(batch, time, 3\), got \(2, 5, 4\): expected 3 "
-         r"features, got 4"),
+         rf"{name}: x must have shape \(batch, time, 3\): expected 3 features, got 4 "
+         r"\(shape \(2, 5, 4\)\)"),
         (lambda: layer.apply(params, jnp.ones((2, 5, 3), jnp.int32)), TypeError,
          rf"{name}: x must have a floating dtype, got int32"),
         (lambda: layer.apply(params, x[:, :0]), ValueError,

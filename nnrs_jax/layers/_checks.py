@@ -122,3 +122,26 @@ def check_grad_shape(name: str, grad_y: jax.Array, shape: tuple[int, ...]) -> No
             f"{name}: grad_y must have the shape of the output {tuple(shape)}, "
             f"got {tuple(grad_y.shape)}"
         )
+
+
+def check_sequence(
+    name: str, x: jax.Array, features: int | None = None, *, arg: str = "x", min_time: int = 1
+) -> None:
+    """Raise unless ``x`` is a floating ``(batch, time, features)`` array, ``time >= min_time``.
+
+    ``features=None`` accepts any feature count. Free under ``jit`` (shapes and dtypes only).
+    """
+    check_floating(name, x, arg)
+    shape = tuple(x.shape)
+    want = f"(batch, time, {'features' if features is None else features})"
+    if len(shape) != 3:
+        raise ValueError(
+            f"{name}: {arg} must have shape {want} (rank 3), got {shape} (rank {len(shape)})"
+        )
+    if features is not None and shape[2] != features:
+        raise ValueError(
+            f"{name}: {arg} must have shape {want}: expected {features} features, "
+            f"got {shape[2]} (shape {shape})"
+        )
+    if shape[1] < min_time:
+        raise ValueError(f"{name}: {arg} must hold at least one time step, got shape {shape}")

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from nnrs_jax import initializers
 from nnrs_jax._validate import check_bool, check_int
-from nnrs_jax.layers._checks import check_floating, check_grad_shape
+from nnrs_jax.layers._checks import check_grad_shape, check_sequence
 from nnrs_jax.layers.base import Layer, layer_factory
 
 __all__ = ["AttentionParams", "multi_head_attention"]
@@ -43,22 +43,6 @@ class _Forward(NamedTuple):
     p: jax.Array  # (batch, heads, time_q, time_k), the attention weights
     o: jax.Array  # (batch, time, dim), the concatenated heads
     y: jax.Array  # (batch, time, dim)
-
-
-def _check_sequence(name: str, x: jax.Array, dim: int, arg: str = "x") -> None:
-    """Raise unless ``x`` is a floating ``(batch, time, dim)`` array."""
-    check_floating(name, x, arg)
-    shape = tuple(x.shape)
-    if len(shape) != 3:
-        raise ValueError(
-            f"{name}: {arg} must have shape (batch, time, {dim}) (rank 3), got {shape} "
-            f"(rank {len(shape)})"
-        )
-    if shape[2] != dim:
-        raise ValueError(
-            f"{name}: {arg} must have shape (batch, time, {dim}): expected {dim} features, "
-            f"got {shape[2]} (shape {shape})"
-        )
 
 
 @layer_factory
@@ -164,7 +148,7 @@ def multi_head_attention(
         return (rows[None, :] <= rows[:, None])[None, None, :, :]
 
     def run(params: AttentionParams, x: jax.Array) -> _Forward:
-        _check_sequence(name, x, dim)
+        check_sequence(name, x, dim)
         if x.dtype != params.w_qkv.dtype:
             raise TypeError(
                 f"{name}: x must have the dtype of the parameters {params.w_qkv.dtype}, "

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from nnrs_jax import initializers
 from nnrs_jax._validate import check_bool, check_float, check_int
-from nnrs_jax.layers._checks import check_floating, check_grad_shape
+from nnrs_jax.layers._checks import check_grad_shape, check_sequence
 from nnrs_jax.layers.base import Layer, layer_factory
 
 __all__ = ["GRUParams", "LSTMParams", "gru", "lstm"]
@@ -81,24 +81,6 @@ def _gate_blocks(
     """``(rows, gates·hidden)``: one ``init_fn(key_k, (rows, hidden))`` block per gate."""
     keys = jax.random.split(key, gates)
     return jnp.concatenate([init_fn(k, (rows, hidden), dtype) for k in keys], axis=1)
-
-
-def _check_sequence(name: str, x: jax.Array, in_features: int) -> None:
-    """Raise unless ``x`` is a floating ``(batch, time, in_features)`` array with ``time >= 1``."""
-    check_floating(name, x)
-    shape = tuple(x.shape)
-    want = f"(batch, time, {in_features})"
-    if len(shape) != 3:
-        raise ValueError(
-            f"{name}: x must have shape {want} (rank 3), got {shape} (rank {len(shape)})"
-        )
-    if shape[2] != in_features:
-        raise ValueError(
-            f"{name}: x must have shape {want}, got {shape}: "
-            f"expected {in_features} features, got {shape[2]}"
-        )
-    if shape[1] < 1:
-        raise ValueError(f"{name}: x must hold at least one time step, got shape {shape}")
 
 
 def _output_shape(x: jax.Array, hidden: int, return_sequences: bool) -> tuple[int, ...]:
@@ -236,14 +218,14 @@ def lstm(
         return h_last, saved
 
     def apply(params: LSTMParams, x: jax.Array) -> jax.Array:
-        _check_sequence(name, x, in_features)
+        check_sequence(name, x, in_features)
         h_last, hs = scan_forward(params, x, keep=False)
         return jnp.swapaxes(hs, 0, 1) if return_sequences else h_last
 
     def backward(
         params: LSTMParams, x: jax.Array, grad_y: jax.Array
     ) -> tuple[LSTMParams, jax.Array]:
-        _check_sequence(name, x, in_features)
+        check_sequence(name, x, in_features)
         check_grad_shape(name, grad_y, _output_shape(x, h, return_sequences))
         _, (hs, cs, gates) = scan_forward(params, x, keep=True)
         dh_last, dh_seq = _reverse_inputs(grad_y, return_sequences)
@@ -377,12 +359,12 @@ def gru(
         return jax.lax.scan(step, h0, xw)
 
     def apply(params: GRUParams, x: jax.Array) -> jax.Array:
-        _check_sequence(name, x, in_features)
+        check_sequence(name, x, in_features)
         h_last, hs = scan_forward(params, x, keep=False)
         return jnp.swapaxes(hs, 0, 1) if return_sequences else h_last
 
     def backward(params: GRUParams, x: jax.Array, grad_y: jax.Array) -> tuple[GRUParams, jax.Array]:
-        _check_sequence(name, x, in_features)
+        check_sequence(name, x, in_features)
         check_grad_shape(name, grad_y, _output_shape(x, h, return_sequences))
         _, (hs, acts) = scan_forward(params, x, keep=True)
         dh_last, dh_seq = _reverse_inputs(grad_y, return_sequences)

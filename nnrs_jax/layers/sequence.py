@@ -13,7 +13,7 @@ from jax import lax
 
 from nnrs_jax import initializers
 from nnrs_jax._validate import check_float, check_int
-from nnrs_jax.layers._checks import check_floating, check_grad_shape
+from nnrs_jax.layers._checks import check_floating, check_grad_shape, check_sequence
 from nnrs_jax.layers.base import Layer, layer_factory, no_params
 
 __all__ = [
@@ -57,24 +57,6 @@ def _normal(caller: str, init: initializers.Initializer | None, std: float):
     if init is None:
         return lambda key, shape, dtype: std * jax.random.normal(key, shape, dtype)
     return initializers.resolve(init, caller=caller)
-
-
-def _check_sequence(name: str, x: jax.Array, dim: int | None = None) -> None:
-    """Raise unless ``x`` is a floating ``(batch, time, dim)`` array (any ``dim`` if ``None``)."""
-    check_floating(name, x)
-    shape = tuple(x.shape)
-    want = f"(batch, time, {'features' if dim is None else dim})"
-    if len(shape) != 3:
-        raise ValueError(
-            f"{name}: x must have shape {want} (rank 3), got {shape} (rank {len(shape)})"
-        )
-    if dim is None and shape[1] < 1:
-        raise ValueError(f"{name}: x must have at least one time step, got {shape}")
-    if dim is not None and shape[2] != dim:
-        raise ValueError(
-            f"{name}: x must have shape {want}: expected {dim} features, got {shape[2]} "
-            f"(shape {shape})"
-        )
 
 
 @layer_factory
@@ -211,7 +193,7 @@ def positional_embedding(
         return PositionalEmbeddingParams(init_fn(key, (max_time, dim), dtype))
 
     def check(x: jax.Array) -> int:
-        _check_sequence(name, x, dim)
+        check_sequence(name, x, dim)
         time = x.shape[1]
         if time > max_time:
             raise ValueError(
@@ -332,11 +314,11 @@ def mean_over_time() -> Layer:
     name = "mean_over_time"
 
     def apply(params: tuple[()], x: jax.Array) -> jax.Array:
-        _check_sequence(name, x)
+        check_sequence(name, x)
         return jnp.mean(x, axis=1)
 
     def backward(params: tuple[()], x: jax.Array, grad_y: jax.Array) -> tuple[tuple[()], jax.Array]:
-        _check_sequence(name, x)
+        check_sequence(name, x)
         batch, time, features = x.shape
         check_grad_shape(name, grad_y, (batch, features))
         return (), jnp.broadcast_to(grad_y[:, None, :] / time, x.shape)
@@ -366,7 +348,7 @@ def last_over_time() -> Layer:
     name = "last_over_time"
 
     def apply(params: tuple[()], x: jax.Array) -> jax.Array:
-        _check_sequence(name, x)
+        check_sequence(name, x)
         return x[:, -1, :]
 
     def backward(params: tuple[()], x: jax.Array, grad_y: jax.Array) -> tuple[tuple[()], jax.Array]:
