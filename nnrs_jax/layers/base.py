@@ -178,7 +178,6 @@ class Layer:
         for arg, fn in (("init", init), ("apply", apply), ("backward", backward),
                         ("penalty", penalty), ("prepare", prepare)):  # fmt: skip
             _check_function("Layer", arg, fn)
-        plain_backward = backward
 
         def forward_fn(params, x, *, state=None, key=None, train=False):
             del key, train
@@ -187,7 +186,7 @@ class Layer:
 
         def backward_fn(params, x, grad_y, *, state=None, key=None, train=False):
             del state, key, train
-            return check_backward_result(name, params, x, plain_backward(params, x, grad_y))
+            return check_backward_result(name, params, x, backward(params, x, grad_y))
 
         identity = ("Layer", init, apply, backward, name, penalty, prepare)
         self._fill(init, forward_fn, backward_fn, penalty, name, no_state, prepare, identity)
@@ -214,14 +213,13 @@ class Layer:
                         ("init_state", init_state), ("penalty", penalty),
                         ("prepare", prepare)):  # fmt: skip
             _check_function("Layer.context", arg, fn)
-        keyword_forward, keyword_backward = forward, backward
 
         def forward_fn(params, x, *, state=None, key=None, train=False):
-            result = keyword_forward(params, x, state=state, key=key, train=train)
+            result = forward(params, x, state=state, key=key, train=train)
             return check_forward_result(name, state, result)
 
         def backward_fn(params, x, grad_y, *, state=None, key=None, train=False):
-            result = keyword_backward(params, x, grad_y, state=state, key=key, train=train)
+            result = backward(params, x, grad_y, state=state, key=key, train=train)
             return check_backward_result(name, params, x, result)
 
         identity = ("Layer.context", init, forward, backward, name, init_state, penalty, prepare)
