@@ -2,8 +2,9 @@
 
     python benchmarks/gradient_errors.py
 
-For each layer (the image layers on random NHWC shapes, dropout and batch norm in the mode
-named, with a fixed key), loss and regularizer: the largest norm-wise relative difference
+For each layer (the image layers on random NHWC shapes, the sequence layers on random
+``(batch, time, features)`` shapes or token ids, dropout and batch norm in the mode named, with
+a fixed key), loss and regularizer: the largest norm-wise relative difference
 ``max|manual − autodiff| / max|autodiff|`` over several random shapes and seeds, in float64 and
 float32. Layers compare ``backward`` with ``jax.vjp``; losses compare ``backward`` with
 ``jax.grad``; regularizers compare ``nj.loss_and_grad`` with ``jax.grad`` of loss + penalty.
@@ -123,6 +124,54 @@ IMAGE_LAYERS = {
         False,
     ),
 }
+
+
+def sequence_shapes(seed: int) -> tuple[int, int, int]:
+    """Batch, time and features (a multiple of 4, for 4 attention heads) of one random case."""
+    b, t, f = np.random.default_rng(200 + seed).integers([2, 1, 1], [6, 13, 5])
+    return int(b), int(t), 4 * int(f)
+
+
+def sequence_layer_error(make, tokens: bool, dtype, seed: int) -> float:
+    """`nj.backward` against ``jax.vjp`` of `nj.forward`; token ids are not differentiated."""
+    b, t, f = sequence_shapes(seed)
+    layer = make(f, dtype)
+    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
+    params = layer.init(k1)
+    if tokens:
+        x = jax.random.randint(k2, (b, t), 0, 11, jnp.int32)
+        y, vjp = jax.vjp(lambda p: layer.apply(p, x), params)
+    else:
+        x = jax.random.normal(k2, (b, t, f), dtype)
+        y, vjp = jax.vjp(layer.apply, params, x)
+    dy = jax.random.normal(k3, y.shape, dtype)
+    grads, dx = layer.backward(params, x, dy)
+    return rel((grads,) if tokens else (grads, dx), vjp(dy))
+
+
+SEQUENCE_LAYERS = {
+    "embedding(11, f)": (lambda f, dt: nj.embedding(11, f, dtype=dt), True),
+    "positional_embedding": (lambda f, dt: nj.positional_embedding(12, f, dtype=dt), False),
+    "layer_norm": (lambda f, dt: nj.layer_norm(f, dtype=dt), False),
+    "dense on a sequence": (lambda f, dt: nj.dense(f, 5, dtype=dt), False),
+    "lstm": (lambda f, dt: nj.lstm(f, 6, dtype=dt), False),
+    "lstm (return_sequences)": (
+        lambda f, dt: nj.lstm(f, 6, return_sequences=True, dtype=dt),
+        False,
+    ),
+    "gru": (lambda f, dt: nj.gru(f, 6, dtype=dt), False),
+    "gru (return_sequences)": (lambda f, dt: nj.gru(f, 6, return_sequences=True, dtype=dt), False),
+    "multi_head_attention, 4 heads": (
+        lambda f, dt: nj.multi_head_attention(f, 4, dtype=dt),
+        False,
+    ),
+    "multi_head_attention, 4 heads, causal": (
+        lambda f, dt: nj.multi_head_attention(f, 4, causal=True, dtype=dt),
+        False,
+    ),
+    "mean_over_time": (lambda f, dt: nj.mean_over_time(), False),
+    "last_over_time": (lambda f, dt: nj.last_over_time(), False),
+}
 LOSSES = {"cross_entropy": nj.cross_entropy, "mse": nj.mse, "softmax_mse": nj.softmax_mse}
 REGULARIZERS = {
     "none": None,
@@ -137,6 +186,10 @@ def main() -> None:
     rows += [
         (f"layer {n}", lambda dt, s, m=m, t=t: image_layer_error(m, t, dt, s))
         for n, (m, t) in IMAGE_LAYERS.items()
+    ]
+    rows += [
+        (f"layer {n}", lambda dt, s, m=m, t=t: sequence_layer_error(m, t, dt, s))
+        for n, (m, t) in SEQUENCE_LAYERS.items()
     ]
     rows += [(f"loss {n}", lambda dt, s, f=f: loss_error(f, dt, s)) for n, f in LOSSES.items()]
     rows += [

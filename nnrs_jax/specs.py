@@ -14,7 +14,9 @@ is ``serial(dense(784, 1024), relu(), dense(1024, 512), relu(), dense(512, 10))`
 of the sizes in ``arch`` (a list of ints or the text ``"784-1024-512-10"``), joined by the
 activation (none after the last), each with the weight initialization ``init`` and the
 ``regularizer`` on its weights (text parsed by `parse_regularizer`; ``"none"`` when absent).
-``{"kind": "cnn", "loss": ...}`` is `nnrs_jax.recipes.cnn`. ``loss`` names the training loss.
+``{"kind": "cnn", "loss": ...}`` is `nnrs_jax.recipes.cnn`, and ``"lstm"`` and ``"transformer"``
+are `nnrs_jax.recipes.lstm` and `nnrs_jax.recipes.transformer` the same way. ``loss`` names the
+training loss.
 
 Optimizer spec: ``{"optimizer": "adam", "lr": 2e-3, "schedule": "cosine"}`` plus the optional
 ``clip``, ``weight_decay``, ``ema`` and ``accumulate`` (`build_optimizer`).
@@ -87,7 +89,7 @@ OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "adamax": adamax,
     "adamw": adamw,
 }
-MODELS = ("mlp", "cnn")
+MODELS = ("mlp", "cnn", "lstm", "transformer")
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
 
 WEIGHT_DECAY = 1e-4  # adamw's decoupled weight decay when the spec gives none
@@ -185,7 +187,8 @@ def build_model(spec: Mapping[str, Any]) -> Layer:
 
     ``kind`` ``"mlp"`` (the default): ``serial(dense(n0, n1), act(), dense(n1, n2), …)`` for
     ``arch`` ``[n0, n1, n2, …]``, input ``(batch, n0)``, output ``(batch, n_last)``;
-    ``kind`` ``"cnn"``: `nnrs_jax.recipes.cnn`, input ``(batch, 28, 28, 1)``.
+    ``kind`` ``"cnn"``, ``"lstm"`` or ``"transformer"``: that recipe's model
+    (`nnrs_jax.recipes.RECIPES`), input ``(batch, 28, 28, 1)``.
 
     Raises:
         TypeError: ``spec`` is not a dict, or an entry has the wrong type.
@@ -200,11 +203,11 @@ def build_model(spec: Mapping[str, Any]) -> Layer:
     """
     spec = _check_spec("build_model", spec)
     kind = check_choice("build_model", "spec['kind']", spec.get("kind", "mlp"), MODELS)
-    if kind == "cnn":
-        # The recipes are built from this module, so the CNN recipe is imported on use.
-        from nnrs_jax.recipes import cnn
+    if kind != "mlp":
+        # The recipes are built from this module, so they are imported on use.
+        from nnrs_jax.recipes import RECIPES
 
-        return cnn()
+        return RECIPES[kind][0]()
     sizes = _sizes(spec)
     activation = check_choice(
         "build_model", "spec['activation']", _entry("build_model", spec, "activation"),

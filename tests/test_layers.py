@@ -135,6 +135,21 @@ def test_dense_wrong_features_names_both_sizes(key):
         layer.backward(params, jnp.zeros((8, 784), jnp.float32), jnp.zeros((8, 10), jnp.float32))
 
 
+def test_dense_on_a_sequence_transforms_the_last_axis(key):
+    """(batch, time, in) -> (batch, time, out), each position by the same W and b; proved."""
+    layer = nj.dense(5, 3, dtype=jnp.float64)
+    params = layer.init(key)
+    x = jax.random.normal(jax.random.key(1), (4, 6, 5), jnp.float64)
+    y = layer.apply(params, x)
+    np.testing.assert_allclose(y[:, 2], layer.apply(params, x[:, 2]), rtol=1e-12)
+    report = nj.check_layer(layer, x, params=params)
+    assert report.ok, report
+    with pytest.raises(ValueError, match=r"dense\(5, 3\): grad_y must have shape \(4, 6, 3\)"):
+        layer.backward(params, x, jnp.zeros((4, 5, 3), jnp.float64))
+    with pytest.raises(ValueError, match=r"expected 5 features, got 4"):
+        layer.apply(params, x[..., :4])
+
+
 def test_bad_input_rank_and_dtype(key):
     layer = nj.dense(4, 2)
     params = layer.init(key)

@@ -48,15 +48,17 @@ def test_a_spec_survives_json_and_text_arch_is_the_same_model():
     _leaves_equal(specs.build_model(spec).init(key), specs.build_model(as_text).init(key))
 
 
-def test_kind_defaults_to_mlp_and_cnn_is_the_cnn_recipe():
+def test_kind_defaults_to_mlp_and_the_other_kinds_are_the_recipes():
     spec = {"arch": [4, 3, 2], "activation": "elu", "init": "lecun", "loss": "mse"}
     model = specs.build_model(spec)
     by_hand = nj.serial(nj.dense(4, 3, init="lecun"), nj.elu(), nj.dense(3, 2, init="lecun"))
     assert model.name == by_hand.name
     _leaves_equal(model.init(jax.random.key(2)), by_hand.init(jax.random.key(2)))
     assert model.penalty(model.init(jax.random.key(0)))[0] == 0  # no regularizer entry: none
-    cnn = specs.build_model({"kind": "cnn", "loss": "cross_entropy"})
-    assert cnn.name == recipes.cnn().name
+    assert tuple(recipes.RECIPES) == specs.MODELS
+    for kind, (build, _) in recipes.RECIPES.items():
+        if kind != "mlp":
+            assert specs.build_model({"kind": kind, "loss": "cross_entropy"}) == build()
 
 
 def test_every_table_name_builds():
@@ -92,8 +94,8 @@ def test_optional_optimizer_entries_compose():
     ("spec", "error", "message"),
     [
         ([784, 10], TypeError, "build_model: spec must be a dict, got list"),
-        ({"kind": "rnn"}, ValueError, "build_model: spec['kind'] must be one of ('mlp', 'cnn'), "
-         "got 'rnn'"),
+        ({"kind": "rnn"}, ValueError, "build_model: spec['kind'] must be one of ('mlp', 'cnn', "
+         "'lstm', 'transformer'), got 'rnn'"),
         ({"activation": "relu", "init": "he"}, ValueError, "build_model: spec has no 'arch' entry"),
         ({"arch": "784", "activation": "relu", "init": "he"}, ValueError,
          "parse_arch: text must be two or more sizes >= 1 joined by '-', e.g. '784-64-10', "

@@ -122,12 +122,16 @@ def _tolerance(text: str) -> float:
 
 
 def _per_recipe(name: str) -> str:
-    """A training default as help text: the MLP recipe's, and the CNN recipe's if it differs."""
-    mlp, cnn = getattr(recipes.MLP, name), getattr(recipes.CNN, name)
-    shown = f"{mlp:g}" if isinstance(mlp, float) else str(mlp)
-    if cnn != mlp:
-        shown += f"; cnn {cnn:g}" if isinstance(cnn, float) else f"; cnn {cnn}"
-    return shown
+    """A training default as help text: the MLP recipe's, then each other recipe's that differs."""
+
+    def show(value: Any) -> str:
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    mlp = getattr(recipes.MLP, name)
+    others = [f"{model} {show(getattr(recipe, name))}"
+              for model, (_, recipe) in recipes.RECIPES.items()
+              if getattr(recipe, name) != mlp]  # fmt: skip
+    return "; ".join([show(mlp), *others])
 
 
 def require_matplotlib(parser: argparse.ArgumentParser) -> None:
@@ -155,7 +159,7 @@ def build_parser(
     commands = parser.add_subparsers(dest="command", metavar="COMMAND",
                                      help="what to do (default: train)")  # fmt: skip
     # The defaults are the recipes' (nj.recipes): the MLP's model spec and training settings.
-    m, cnn = recipes.MLP_MODEL, recipes.CNN
+    m, cnn, lstm, vit = recipes.MLP_MODEL, recipes.CNN, recipes.LSTM, recipes.TRANSFORMER
 
     train = commands.add_parser("train", help="train on MNIST and print the test report",
                                 description="Train on MNIST and print the test report. The "
@@ -165,7 +169,10 @@ def build_parser(
                        help="mlp: dense layers from --arch (default recipe: "
                        f"{format_arch(m['arch'])}); cnn: the CNN recipe (nj.recipes.cnn, "
                        f"docs/cnn_recipe.md), {cnn.epochs} epochs of {cnn.batch_size}, random "
-                       "shifts of one pixel")  # fmt: skip
+                       "shifts of one pixel; lstm: an LSTM reading the 28 rows (nj.recipes.lstm, "
+                       f"docs/sequence_recipes.md), {lstm.epochs} epochs of {lstm.batch_size}; "
+                       "transformer: a vision transformer over 7x7 patches (nj.recipes."
+                       f"transformer), {vit.epochs} epochs of {vit.batch_size}")  # fmt: skip
     train.add_argument("--arch", default=list(m["arch"]), type=_arch_flag,
                        help="layer sizes of the MLP joined by '-', e.g. 784-64-32-16-10 "
                        f"(default {format_arch(m['arch'])})")  # fmt: skip
@@ -211,8 +218,8 @@ def build_parser(
         help="update once every K mini-batches with their mean gradient",
     )
     train.add_argument("--schedule", default=None, choices=SCHEDULES,
-                       help=f"learning-rate schedule (default: {_per_recipe('schedule')} for "
-                       "epochs, constant for --steps)")  # fmt: skip
+                       help="learning-rate schedule (default for --epochs: "
+                       f"{_per_recipe('schedule')}; constant for --steps)")  # fmt: skip
     mode = train.add_mutually_exclusive_group()
     mode.add_argument("--steps", type=int, help="full-batch gradient steps (nn-rs's mode)")
     mode.add_argument("--epochs", type=_positive_int,

@@ -37,8 +37,8 @@ def model_spec(args: argparse.Namespace) -> dict[str, Any]:
 
     With the default flags it equals `nnrs_jax.recipes.MLP_MODEL`.
     """
-    if args.model == "cnn":
-        return {"kind": "cnn", "loss": args.loss}
+    if args.model != "mlp":
+        return {"kind": args.model, "loss": args.loss}
     return {
         "kind": "mlp", "arch": list(args.arch), "activation": args.activation, "init": args.init,
         "regularizer": args.regularizer, "loss": args.loss,
@@ -73,8 +73,8 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error("--batch-size goes with --epochs, not with --steps (full batch)")
     if args.steps is not None and args.steps < 0:
         parser.error(f"--steps must be >= 0, got {args.steps}")
-    cnn = args.model == "cnn"
-    recipe = nj.recipes.CNN if cnn else nj.recipes.MLP
+    images = args.model != "mlp"  # the recipes other than the MLP read NHWC images
+    recipe = nj.recipes.RECIPES[args.model][1]
     optimizer_name = args.optimizer or recipe.optimizer
     if args.weight_decay is not None and optimizer_name != "adamw":
         parser.error("--weight-decay goes with --optimizer adamw (decoupled weight decay)")
@@ -85,10 +85,10 @@ def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     mesh = _join(args, parser)  # before any other JAX call
     full_batch = args.steps is not None
     spec = model_spec(args)
-    x, y = load_data(args, "train", flatten=not cnn)
-    xt, yt = load_data(args, "test", flatten=not cnn)
+    x, y = load_data(args, "train", flatten=not images)
+    xt, yt = load_data(args, "test", flatten=not images)
     classes = int(max(y.max(), yt.max())) + 1
-    if not cnn and (args.arch[0] != x.shape[1] or args.arch[-1] != classes):
+    if not images and (args.arch[0] != x.shape[1] or args.arch[-1] != classes):
         parser.error(
             f"--arch must start with {x.shape[1]} inputs and end with {classes} classes for "
             f"this data, got {'-'.join(map(str, args.arch))}"
@@ -212,7 +212,7 @@ def evaluate_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     state_template = jax.eval_shape(model.init_state)
     ckpt = nj.load(args.load, params=template, opt_state=opt_template, state=state_template)
     params = _eval_params(opt_spec, ckpt.params, ckpt.opt_state)
-    xt, yt = load_data(args, "test", flatten=spec.get("kind") != "cnn")
+    xt, yt = load_data(args, "test", flatten=spec.get("kind", "mlp") == "mlp")
     report = nj.evaluate(model, params, xt, yt, loss, state=ckpt.state)
     print(f"model: {model.name}")
     print(report)

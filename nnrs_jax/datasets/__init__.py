@@ -1,4 +1,5 @@
-"""Datasets as NumPy arrays: MNIST (found locally or downloaded, checksummed), idx pairs, CSV.
+"""Datasets as NumPy arrays: MNIST (found locally or downloaded, checksummed), idx pairs, CSV,
+and the synthetic adding problem.
 
 Every loader returns ``(x, y)``. ``x`` is float32 in ``[0, 1]``, each value the float32 quotient
 ``float32(pixel) / 255`` (the same bits from every loader), of shape ``(N, rows·cols)`` with
@@ -21,7 +22,9 @@ actual values.
 
 Modules, one concern each: ``idx`` (the idx format), ``csv`` (the CSV data format), ``store``
 (finding, downloading and verifying files: the look-up order and checksums), ``mnist`` (the
-MNIST files, their sums and mirrors).
+MNIST files, their sums and mirrors), ``synthetic`` (tasks generated from a seed:
+:func:`adding_problem`, whose ``x`` is a float32 sequence ``(N, time, 2)`` and ``y`` a float32
+target ``(N, 1)``).
 """
 
 from __future__ import annotations
@@ -32,5 +35,6 @@ from nnrs_jax.datasets.idx import load_idx
 # Binds the name ``mnist`` in this package to the function, in place of its module; the module
 # stays reachable as ``sys.modules["nnrs_jax.datasets.mnist"]``.
 from nnrs_jax.datasets.mnist import MNIST_MIRRORS, MNIST_SHA256, mnist
+from nnrs_jax.datasets.synthetic import adding_problem
 
-__all__ = ["MNIST_MIRRORS", "MNIST_SHA256", "load_csv", "load_idx", "mnist"]
+__all__ = ["MNIST_MIRRORS", "MNIST_SHA256", "adding_problem", "load_csv", "load_idx", "mnist"]

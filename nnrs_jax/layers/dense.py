@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from nnrs_jax import initializers
 from nnrs_jax._validate import check_int
-from nnrs_jax.layers._checks import check_input, floating_input
+from nnrs_jax.layers._checks import check_floating, floating_input
 from nnrs_jax.layers.base import Layer, layer_factory, weight_penalty
 from nnrs_jax.regularizers import Regularizer
 
@@ -41,6 +41,25 @@ class Pretransposed(NamedTuple):
         return cls(x, jax.jit(lambda a: a.T)(x))
 
 
+def _check_features(
+    name: str, a: jax.Array, features: int, arg: str, lead: tuple[int, ...] | None = None
+) -> None:
+    """Raise unless ``a`` is a floating ``(batch, …, features)`` array, its leading axes
+    ``lead`` when given. Shapes only: free under ``jit``."""
+    check_floating(name, a, arg)
+    shape = tuple(a.shape)
+    if len(shape) < 2:
+        raise ValueError(f"{name}: {arg} must have shape (batch, {features}), got {shape}")
+    want = f"(batch, {features})" if lead is None else str((*lead, features))
+    if shape[-1] != features:
+        raise ValueError(
+            f"{name}: {arg} must have shape {want}, got {shape}: "
+            f"expected {features} features, got {shape[-1]}"
+        )
+    if lead is not None and shape[:-1] != lead:
+        raise ValueError(f"{name}: {arg} must have shape {want}, got {shape}")
+
+
 @layer_factory
 def dense(
     in_dim: int,
@@ -53,13 +72,18 @@ def dense(
     """Fully connected layer.
 
     Forward: ``y = x·W + b`` with ``x`` ``(batch, in_dim)``, ``W`` ``(in_dim, out_dim)``,
-    ``b`` ``(out_dim,)``, ``y`` ``(batch, out_dim)`` (the seed's row-major layout).
+    ``b`` ``(out_dim,)``, ``y`` ``(batch, out_dim)`` (the seed's row-major layout). An input
+    with more axes, ``(batch, …, in_dim)`` such as a sequence ``(batch, time, in_dim)``, is
+    transformed along its last axis, every position by the same ``W`` and ``b`` (as Flax's
+    ``Dense`` and PyTorch's ``Linear`` do).
 
     Backward, given ``dy = ∂L/∂y`` ``(batch, out_dim)``::
 
         dW = xᵀ·dy      (in_dim, out_dim)
         db = Σ_batch dy  (out_dim,)
         dx = dy·Wᵀ      (batch, in_dim)
+
+    with the leading axes of a longer input flattened into the batch for ``dW`` and ``db``.
 
     ``prepare(x)`` wraps an input that every step reuses as `Pretransposed` (full-batch
     training); ``dW`` then uses its row-major ``xᵀ`` copy. Only this layer makes or reads it.
@@ -93,19 +117,20 @@ def dense(
 
     def apply(params: DenseParams, x: jax.Array | Pretransposed) -> jax.Array:
         x = floating_input(name, x.x if isinstance(x, Pretransposed) else x)
-        check_input(name, x, features=in_dim)
-        return x @ params.w + params.b[None, :]
+        _check_features(name, x, in_dim, "x")
+        return x @ params.w + params.b[(None,) * (x.ndim - 1)]
 
     def backward(
         params: DenseParams, x: jax.Array | Pretransposed, grad_y: jax.Array
     ) -> tuple[DenseParams, jax.Array]:
         x, x_t = (x.x, x.x_t) if isinstance(x, Pretransposed) else (x, None)
         x = floating_input(name, x)
-        check_input(name, x, features=in_dim)
-        check_input(name, grad_y, features=out_dim, arg="grad_y")
+        _check_features(name, x, in_dim, "x")
+        _check_features(name, grad_y, out_dim, "grad_y", lead=tuple(x.shape[:-1]))
+        grad_x = grad_y @ params.w.T
+        x, grad_y = x.reshape(-1, in_dim), grad_y.reshape(-1, out_dim)
         grad_w = (x.T if x_t is None else x_t) @ grad_y
         grad_b = jnp.sum(grad_y, axis=0)
-        grad_x = grad_y @ params.w.T
         return DenseParams(grad_w, grad_b), grad_x
 
     return Layer(init_params, apply, backward, name=name, penalty=penalty, prepare=Pretransposed.of)
