@@ -24,12 +24,20 @@ nbformat = pytest.importorskip("nbformat", reason="the notebook tests need nbfor
 nbclient = pytest.importorskip("nbclient", reason="the notebook tests need nbclient (dev extra)")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ["01_quickstart.ipynb", "02_gradients.ipynb", "03_optimizers.ipynb", "04_cnn.ipynb"]
+NAMES = [
+    "01_quickstart.ipynb",
+    "02_gradients.ipynb",
+    "03_optimizers.ipynb",
+    "04_cnn.ipynb",
+    "05_sequences.ipynb",
+]
 SMALL = {
     "01_quickstart.ipynb": "STEPS = 41\nTRAIN_SIZE = 2_000\nSEED = 0\n",
     "02_gradients.ipynb": "BATCH = 5\nSEED = 1\n",
     "03_optimizers.ipynb": "QUICK = True\n",
     "04_cnn.ipynb": "EPOCHS = 2\nTRAIN_SIZE = 4_096\nSEED = 0\n",
+    "05_sequences.ipynb": "LSTM_EPOCHS = 1\nVIT_EPOCHS = 2\nTRAIN_SIZE = 2_048\n"
+    "ADDING_SEQUENCES = 640\nADDING_EPOCHS = 2\nSEED = 0\n",
 }
 # Figures each notebook draws, and a line that only its full-size run prints.
 FIGURES = {
@@ -37,12 +45,14 @@ FIGURES = {
     "02_gradients.ipynb": 1,
     "03_optimizers.ipynb": 2,
     "04_cnn.ipynb": 5,
+    "05_sequences.ipynb": 5,
 }
 FULL_SIZE = {
     "01_quickstart.ipynb": "train: (60000, 784) float32",
     "02_gradients.ipynb": "grads is DenseParams with shapes (8, 4) (4,)",
     "03_optimizers.ipynb": "Budget: 500 updates per run for every variant",
     "04_cnn.ipynb": "train: (60000, 28, 28, 1) float32",
+    "05_sequences.ipynb": "train: (60000, 28, 28, 1) float32",
 }
 NUMBER = r"[-+]?(?:\d+\.?\d*(?:e[-+]?\d+)?|nan|inf)"
 
@@ -309,3 +319,47 @@ def test_cnn(mnist_present: None) -> None:
     assert int(wrong.group(1)) == round(10_000 * (1 - float(accuracy.group(1)) / 100))
     assert "feature maps: (26, 26, 32)" in text
     assert _images(nb) == FIGURES["04_cnn.ipynb"]
+
+
+def _accuracy(label: str, text: str) -> float:
+    found = re.search(rf"^{label} test accuracy: ({NUMBER})%$", text, re.MULTILINE)
+    assert found is not None, label
+    return float(found.group(1))
+
+
+def _adding_mse(text: str) -> tuple[float, float]:
+    found = re.search(
+        rf"^adding problem test MSE: ({NUMBER}) \(always answering 1: ({NUMBER})\)$",
+        text,
+        re.MULTILINE,
+    )
+    assert found is not None
+    return float(found.group(1)), float(found.group(2))
+
+
+def test_sequences_committed_results_meet_the_targets() -> None:
+    """The committed full-size run: the recipes' accuracy and the adding problem solved."""
+    text = _stdout(_read("05_sequences.ipynb"))
+    assert _accuracy("LSTM", text) >= 98.5
+    assert _accuracy("transformer", text) >= 98.0
+    mse, baseline = _adding_mse(text)
+    assert mse < 0.01 and abs(baseline - 1 / 6) < 0.02
+
+
+def test_sequences(mnist_present: None) -> None:
+    nb = execute("05_sequences.ipynb")
+    text = _stdout(nb)
+    assert "train: (2048, 28, 28, 1) float32" in text
+    assert "check_layer(lstm(28, 8)): ok" in text
+    assert "16 steps in " in text and "32 steps in " in text  # 1 and 2 epochs of 2048 // 128
+    # Chance is 10 %; a wrong backward through time or through the attention stays near it.
+    assert _accuracy("LSTM", text) > 25
+    assert _accuracy("transformer", text) > 25
+    # The attention weights computed by hand reproduce the layer's output.
+    found = re.search(rf"attention weights: \(8, 4, 16, 16\) max \|by hand - layer\|: ({NUMBER})",
+                      text)  # fmt: skip
+    assert found is not None and float(found.group(1)) < 1e-5
+    assert "adding problem: (640, 100, 2) (640, 1)" in text
+    mse, baseline = _adding_mse(text)
+    assert math.isfinite(mse) and abs(baseline - 1 / 6) < 0.03
+    assert _images(nb) == FIGURES["05_sequences.ipynb"]
