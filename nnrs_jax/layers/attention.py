@@ -75,6 +75,7 @@ def multi_head_attention(
         dO = dy·W_oᵀ, split into heads
         dP = dO·Vᵀ                dV = Pᵀ·dO
         dS = P ⊙ (dP − Σ_j dP ⊙ P)        (the softmax Jacobian; masked entries get 0)
+                                           (Σ_j dP_ij·P_ij = Σ_c dO_ic·O_ic: over d, not time)
         dQ = dS·K / √d            dK = dSᵀ·Q / √d
         dqkv = [dQ | dK | dV]
         dW_qkv = Σ_batch,time xᵀ·dqkv     db_qkv = Σ_batch,time dqkv     dx = dqkv·W_qkvᵀ
@@ -163,7 +164,7 @@ def multi_head_attention(
             s = jnp.where(mask(time), s, -jnp.inf)
         s_max = jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True))
         e = jnp.exp(s - s_max)
-        p = e / jnp.sum(e, axis=-1, keepdims=True)
+        p = e * (1 / jnp.sum(e, axis=-1, keepdims=True))
         o = jnp.einsum("bhij,bjhc->bihc", p, v).reshape(batch, time, dim)
         y = jnp.einsum("btd,de->bte", o, params.w_o) + params.b_o[None, None, :]
         return _Forward(q, k, v, p, o, y)
@@ -182,7 +183,10 @@ def multi_head_attention(
         grad_o = jnp.einsum("bte,de->btd", grad_y, params.w_o).reshape(batch, time, heads, d)
         grad_p = jnp.einsum("bihc,bjhc->bhij", grad_o, fwd.v)
         grad_v = jnp.einsum("bhij,bihc->bjhc", fwd.p, grad_o)
-        grad_s = fwd.p * (grad_p - jnp.sum(grad_p * fwd.p, axis=-1, keepdims=True))
+        # Σ_j dP_ij·P_ij = Σ_c dO_ic·O_ic per head (O = P·V): a sum over d, not over time.
+        heads_o = fwd.o.reshape(batch, time, heads, d)
+        row = jnp.einsum("bihc,bihc->bhi", grad_o, heads_o)[..., None]
+        grad_s = fwd.p * (grad_p - row)
         if causal:
             grad_s = jnp.where(mask(time), grad_s, jnp.zeros_like(grad_s))
         grad_q = jnp.einsum("bhij,bjhc->bihc", grad_s, fwd.k) * scale
