@@ -82,7 +82,9 @@ def lstm_nnrs_jax(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
         def step(carry, idx):
             params, opt_state = carry
-            loss, grads = nj.loss_and_grad(model, nj.cross_entropy, params, x[idx], y[idx])
+            loss, grads = nj.loss_and_grad(
+                model, nj.cross_entropy, params, x[idx], y[idx], train=True
+            )  # as nj.fit: the training mode
             updates, opt_state = opt.update(grads, opt_state, params)
             return (nj.apply_updates(params, updates), opt_state), loss
 

@@ -77,6 +77,26 @@ def test_forward_matches_the_documented_equations(kind, shape):
     assert got.shape == (batch, time, hidden)
     assert rel_err(got, want) <= 1e-13
     assert rel_err(last.apply(params, x), want[:, -1]) <= 1e-13
+    # The training-mode forward pass (which keeps what backward needs) gives the same values.
+    for model in (layer, last):
+        trained = nj.forward(model, params, x, train=True)[0]
+        np.testing.assert_array_equal(np.asarray(trained), np.asarray(model.apply(params, x)))
+
+
+def test_a_training_step_runs_the_lstm_forward_scan_once():
+    """In training mode the forward pass and the one backward reruns are one computation:
+    the compiled gradient holds two loops over time, the forward and the reverse scan."""
+    model = nj.serial(nj.lstm(3, 8), nj.dense(8, 2))
+    params = model.init(jax.random.key(0))
+    x = jnp.ones((4, 6, 3), jnp.float32)
+    y = jnp.zeros((4,), jnp.int32)
+
+    def loops(train: bool) -> int:
+        step = jax.jit(lambda p: nj.loss_and_grad(model, nj.cross_entropy, p, x, y, train=train))
+        return step.lower(params).compile().as_text().count(" while(")
+
+    assert loops(train=True) == 2
+    assert loops(train=False) == 3  # inference-mode forward: a lighter scan of its own
 
 
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32], ids=["f64", "f32"])

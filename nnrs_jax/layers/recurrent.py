@@ -145,8 +145,10 @@ def lstm(
     ``lax.scan`` computes its own ``x_t·W_x`` (measured faster on CPU than one product for all
     steps read back slice by slice), and ``σ(z) = (1 + tanh(z/2))/2``.
 
-    Backward (BPTT): the forward scan is rerun keeping ``(i, f, g, o)``, ``c_t`` and ``h_t``;
-    a reverse ``lax.scan`` (``reverse=True``) carries ``(dh, dc)`` from ``dh = ∂L/∂h_T``
+    Backward (BPTT): the forward scan is rerun keeping ``(i, f, g, o)``, ``c_t`` and ``h_t``
+    (a forward pass with ``train=True`` keeps the same, so that XLA computes the two as one in
+    a training step; with ``train=False`` it keeps only ``h_t``); a reverse ``lax.scan``
+    (``reverse=True``) carries ``(dh, dc)`` from ``dh = ∂L/∂h_T``
     (plus ``∂L/∂h_t`` at each step with ``return_sequences``) and ``dc = 0``::
 
         dc   = dc + dh ⊙ o ⊙ (1 − tanh²c_t)
@@ -202,8 +204,14 @@ def lstm(
             b=b,
         )
 
-    def scan_forward(params: LSTMParams, x: jax.Array, keep: bool) -> tuple[jax.Array, tuple]:
-        """The last ``h``, and per step (time first) ``h``, ``c`` and the gates if ``keep``."""
+    def scan_forward(params: LSTMParams, x: jax.Array, keep: bool) -> jax.Array:
+        """Per step (time first): ``h`` ``(time, batch, hidden)``, or with ``keep`` every
+        step's ``[h, c, i, f, g, o]`` side by side, ``(time, batch, 6·hidden)``.
+
+        ``keep`` gives one array, so that a training forward pass (which reads ``h`` from it)
+        and the one `backward` reruns are the same computation, which XLA computes once per
+        training step. Only ``h`` is kept otherwise (inference, the last step alone).
+        """
         zeros = jnp.zeros((x.shape[0], h), x.dtype)
 
         def step(carry: tuple, x_t: jax.Array) -> tuple:
@@ -215,24 +223,30 @@ def lstm(
             o = _sigmoid(z[:, 3 * h :])
             c = f * c_prev + i * g
             h_t = o * jnp.tanh(c)
-            if keep:
-                return (h_t, c), (h_t, c, (i, f, g, o))
-            return (h_t, c), (h_t if return_sequences else ())
+            return (h_t, c), (jnp.concatenate([h_t, c, i, f, g, o], axis=1) if keep else h_t)
 
-        (h_last, _), saved = jax.lax.scan(step, (zeros, zeros), jnp.swapaxes(x, 0, 1))
-        return h_last, saved
+        return jax.lax.scan(step, (zeros, zeros), jnp.swapaxes(x, 0, 1))[1]
 
-    def apply(params: LSTMParams, x: jax.Array) -> jax.Array:
+    def forward(
+        params: LSTMParams, x: jax.Array, *, state: None, key: jax.Array | None, train: bool
+    ) -> tuple[jax.Array, None]:
         check_sequence(name, x, in_features)
-        h_last, hs = scan_forward(params, x, keep=False)
-        return jnp.swapaxes(hs, 0, 1) if return_sequences else h_last
+        hs = scan_forward(params, x, keep=train)[:, :, :h]
+        return (jnp.swapaxes(hs, 0, 1) if return_sequences else hs[-1]), state
 
     def backward(
-        params: LSTMParams, x: jax.Array, grad_y: jax.Array
+        params: LSTMParams,
+        x: jax.Array,
+        grad_y: jax.Array,
+        *,
+        state: None,
+        key: jax.Array | None,
+        train: bool,
     ) -> tuple[LSTMParams, jax.Array]:
         check_sequence(name, x, in_features)
         check_grad_shape(name, grad_y, _output_shape(x, h, return_sequences))
-        _, (hs, cs, gates) = scan_forward(params, x, keep=True)
+        saved = scan_forward(params, x, keep=True)
+        hs, cs, *gates = (saved[:, :, k * h : (k + 1) * h] for k in range(6))
         dh_last, dh_seq = _reverse_inputs(grad_y, return_sequences)
 
         def step(carry: tuple, inputs: tuple) -> tuple:
@@ -254,7 +268,7 @@ def lstm(
 
         # Wₕᵀ made once, row-major, for the product of every step.
         w_h_t = jax.lax.optimization_barrier(params.w_h.T)
-        steps = (dh_seq, gates, cs, _previous(cs))
+        steps = (dh_seq, tuple(gates), cs, _previous(cs))
         _, dz = jax.lax.scan(step, (dh_last, jnp.zeros_like(dh_last)), steps, reverse=True)
         grads = LSTMParams(
             w_x=jnp.einsum("btf,tbg->fg", x, dz),
@@ -263,7 +277,7 @@ def lstm(
         )
         return grads, jnp.einsum("tbg,fg->btf", dz, params.w_x)
 
-    return Layer(init_params, apply, backward, name=name)
+    return Layer.context(init_params, forward, backward, name=name)
 
 
 @layer_factory
