@@ -145,7 +145,7 @@ def lstm() -> Layer:
     ``reshape((28, 28)), lstm(28, 128), dense(128, 10)`` on NHWC input ``(batch, 28, 28, 1)``
     (``nj.datasets.mnist(split, flatten=False)``): the image's rows are the time steps, and the
     last hidden state is classified. Output ``(batch, 10)`` logits. With `LSTM` it reaches
-    ~98.9 % test accuracy on MNIST in ~70 s on a 2-core CPU (``docs/sequence_recipes.md``).
+    ~98.9 % test accuracy on MNIST in ~45 s on a 2-core CPU (``docs/sequence_recipes.md``).
 
     Examples:
         >>> import nnrs_jax as nj
