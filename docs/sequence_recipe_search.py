@@ -3,12 +3,8 @@
 Each candidate reads the digits as images, NHWC ``(batch, 28, 28, 1)``
 (``nj.datasets.mnist(split, flatten=False)``, as the CNN recipe does), and makes its own
 sequence: an LSTM reads 28 rows of 28 pixels, a transformer 16 patches of 7×7 pixels (a
-stride-7 convolution embeds each patch, as in ViT). It trains with `nnrs_jax.fit` on the
-60000 training digits, Adam with a cosine-decayed learning rate (after a linear warmup of
-``warmup`` epochs where given), random shifts of ``shift`` pixels on every batch where given,
-and is scored with `nnrs_jax.evaluate` on the 10000 test
-digits. ``train s`` is the wall time of `fit` alone, compilation included; ``cpu s`` the
-process CPU time over the same span and ``load`` the 1-minute load average at its end.
+stride-7 convolution embeds each patch, as in ViT). Each is trained and scored as
+``docs/image_search.py`` describes.
 
 Usage::
 
@@ -22,13 +18,8 @@ The results are discussed in ``docs/sequence_recipes.md``.
 from __future__ import annotations
 
 import functools
-import os
-import time
-from collections.abc import Callable
-from typing import NamedTuple
 
-import jax
-from recipe_search import choose
+from image_search import Candidate, search
 
 import nnrs_jax as nj
 
@@ -55,88 +46,29 @@ def transformer(dim: int, depth: int, heads: int, mlp: int, patch: int = 7) -> n
     )  # fmt: skip
 
 
-class Candidate(NamedTuple):
-    name: str
-    model: Callable[[], nj.Layer]
-    lr: float = 3e-3
-    epochs: int = 8
-    batch_size: int = 128
-    warmup: float = 0.0
-    """Epochs of linear warmup before the cosine decay (0: none)."""
-    shift: int = 0
-    """Random shifts of up to this many pixels on every training batch (0: none)."""
-
-
 CANDIDATES: tuple[Candidate, ...] = (
-    Candidate("lstm64_e8", functools.partial(lstm, 64)),
-    Candidate("lstm128_e6", functools.partial(lstm, 128), epochs=6),
-    Candidate("lstm128_e8", functools.partial(lstm, 128)),
-    Candidate("lstm128_lr2e-3_e8", functools.partial(lstm, 128), lr=2e-3),
-    Candidate("lstm128x2_e6", functools.partial(lstm, 128, 2), epochs=6),
-    Candidate("vit64_d2_e10", functools.partial(transformer, 64, 2, 4, 128), lr=1e-3, epochs=10,
-              warmup=1),
-    Candidate("vit64_d4_e10", functools.partial(transformer, 64, 4, 4, 128), lr=1e-3, epochs=10,
-              warmup=1),
-    Candidate("vit64_d4_lr2e-3_e10", functools.partial(transformer, 64, 4, 4, 128), lr=2e-3,
-              epochs=10, warmup=1),
-    Candidate("vit96_d4_e10", functools.partial(transformer, 96, 4, 4, 192), lr=1e-3,
-              epochs=10, warmup=1),
-    Candidate("vit64_p4_d4_e10", functools.partial(transformer, 64, 4, 4, 128, 4), lr=1e-3,
-              epochs=10, warmup=1),
-    Candidate("vit64_d4_e20", functools.partial(transformer, 64, 4, 4, 128), lr=1e-3,
-              epochs=20, warmup=1),
-    Candidate("vit64_d4_lr2e-3_e20", functools.partial(transformer, 64, 4, 4, 128), lr=2e-3,
-              epochs=20, warmup=1),
-    Candidate("vit64_d4_shift1_e20", functools.partial(transformer, 64, 4, 4, 128), lr=2e-3,
-              epochs=20, warmup=1, shift=1),
-    Candidate("vit128_d4_shift1_e15", functools.partial(transformer, 128, 4, 4, 256), lr=1e-3,
-              epochs=15, warmup=1, shift=1),
+    Candidate("lstm64_e8", functools.partial(lstm, 64), 3e-3, 8, 128),
+    Candidate("lstm128_e6", functools.partial(lstm, 128), 3e-3, 6, 128),
+    Candidate("lstm128_e8", functools.partial(lstm, 128), 3e-3, 8, 128),
+    Candidate("lstm128_lr2e-3_e8", functools.partial(lstm, 128), 2e-3, 8, 128),
+    Candidate("lstm128x2_e6", functools.partial(lstm, 128, 2), 3e-3, 6, 128),
+    # transformers: one epoch of warm-up
+    Candidate("vit64_d2_e10", functools.partial(transformer, 64, 2, 4, 128), 1e-3, 10, 128, 1),
+    Candidate("vit64_d4_e10", functools.partial(transformer, 64, 4, 4, 128), 1e-3, 10, 128, 1),
+    Candidate("vit64_d4_lr2e-3_e10", functools.partial(transformer, 64, 4, 4, 128), 2e-3, 10,
+              128, 1),
+    Candidate("vit96_d4_e10", functools.partial(transformer, 96, 4, 4, 192), 1e-3, 10, 128, 1),
+    Candidate("vit64_p4_d4_e10", functools.partial(transformer, 64, 4, 4, 128, 4), 1e-3, 10,
+              128, 1),
+    Candidate("vit64_d4_e20", functools.partial(transformer, 64, 4, 4, 128), 1e-3, 20, 128, 1),
+    Candidate("vit64_d4_lr2e-3_e20", functools.partial(transformer, 64, 4, 4, 128), 2e-3, 20,
+              128, 1),
+    Candidate("vit64_d4_shift1_e20", functools.partial(transformer, 64, 4, 4, 128), 2e-3, 20,
+              128, 1, shift=1),
+    Candidate("vit128_d4_shift1_e15", functools.partial(transformer, 128, 4, 4, 256), 1e-3, 15,
+              128, 1, shift=1),
 )  # fmt: skip
 
 
-def run(candidate: Candidate, seed: int, data) -> str:
-    (x, y), (xt, yt) = data
-    model = candidate.model()
-    per_epoch = x.shape[0] // candidate.batch_size
-    steps = candidate.epochs * per_epoch
-    warmup = round(candidate.warmup * per_epoch)
-    schedule = (nj.schedules.warmup_cosine_decay(candidate.lr, warmup, steps) if warmup
-                else nj.schedules.cosine_decay(candidate.lr, steps))  # fmt: skip
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = nj.fit(model, nj.cross_entropy, nj.adam(schedule), x, y, key=jax.random.key(seed),
-                    epochs=candidate.epochs, batch_size=candidate.batch_size,
-                    augment=nj.augment.random_shift(candidate.shift) if candidate.shift else None,
-                    progress=False)  # fmt: skip
-    jax.block_until_ready(result.params)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    accuracy = nj.evaluate(model, result.params, xt, yt, state=result.state).accuracy
-    load = os.getloadavg()[0]
-    return (f"| {candidate.name} | {seed} | {candidate.epochs} | {candidate.lr:g} | "
-            f"{100 * accuracy:.2f} | {wall:.0f} | {cpu:.0f} | {load:.1f} |")  # fmt: skip
-
-
-def describe(c: Candidate) -> str:
-    """A one-line summary such as ``lstm(128), lr 0.003, 8 epochs of 128``."""
-    args = ", ".join(map(str, c.model.args))
-    warmup = f", {c.warmup:g} warmup" if c.warmup else ""
-    shift = f", shifts of {c.shift}" if c.shift else ""
-    return (f"{c.model.func.__name__}({args}), lr {c.lr:g}{warmup}, "
-            f"{c.epochs} epochs of {c.batch_size}{shift}")  # fmt: skip
-
-
-def main() -> None:
-    """Run the chosen candidates for each seed and print one table row per run."""
-    choice = choose(__doc__.splitlines()[0], CANDIDATES, describe)
-    if choice is None:
-        return
-    chosen, seeds = choice
-    data = nj.datasets.mnist("train", flatten=False), nj.datasets.mnist("test", flatten=False)
-    print("| candidate | seed | epochs | lr | test % | train s | cpu s | load |")
-    print("|---|---|---|---|---|---|---|---|")
-    for candidate in chosen:
-        for seed in seeds:
-            print(run(candidate, seed, data), flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    search(__doc__.splitlines()[0], CANDIDATES)

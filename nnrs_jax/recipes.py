@@ -2,10 +2,11 @@
 
 Each recipe is a model builder plus a `Recipe` of training settings, found by experiment
 (``docs/recipe.md`` for the MLP, ``docs/cnn_recipe.md`` for the CNN,
-``docs/sequence_recipes.md`` for the LSTM and the transformer). `RECIPES` maps the names of
-``nnrs-jax train --model`` to them: ``mlp`` (the default) is `mlp` and `MLP`, whose flags
-default to `MLP_MODEL`; ``cnn``, ``lstm`` and ``transformer`` are `cnn` and `CNN`, `lstm` and
-`LSTM`, `transformer` and `TRANSFORMER`. The MLP reads flat digits ``(batch, 784)``, the
+``docs/sequence_recipes.md`` for the LSTM and the transformer, ``docs/fast_recipe.md`` for the
+fast CNN). `RECIPES` maps the names of ``nnrs-jax train --model`` to them: ``mlp`` (the
+default) is `mlp` and `MLP`, whose flags default to `MLP_MODEL`; ``cnn``, ``fast``, ``lstm``
+and ``transformer`` are `cnn` and `CNN`, `fast` and `FAST`, `lstm` and `LSTM`, `transformer`
+and `TRANSFORMER`. The MLP reads flat digits ``(batch, 784)``, the
 others images ``(batch, 28, 28, 1)`` (``nj.datasets.mnist(split, flatten=False)``).
 
 `MLP_MODEL` is the one definition of the default MLP, a model spec (`nnrs_jax.specs`): `mlp`
@@ -34,6 +35,8 @@ from nnrs_jax.specs import build_model
 
 __all__ = [
     "CNN",
+    "FAST",
+    "FAST_WIDTHS",
     "LSTM",
     "MLP",
     "MLP_MODEL",
@@ -41,6 +44,7 @@ __all__ = [
     "TRANSFORMER",
     "Recipe",
     "cnn",
+    "fast",
     "lstm",
     "mlp",
     "transformer",
@@ -84,6 +88,18 @@ CNN = Recipe(
 """The CNN recipe's training (``nnrs-jax train --model cnn``): Adam 2e-3 cosine-decayed to 0,
 10 epochs of batch 128, random shifts of one pixel; ~99.5 % test accuracy with `cnn`
 (``docs/cnn_recipe.md``)."""
+
+FAST_WIDTHS = (16, 32, 128)
+"""The fast CNN's widths: channels of its two convolutions and units of its hidden layer."""
+
+FAST = Recipe(
+    optimizer="adam", lr=2e-3, schedule="warmup_cosine", epochs=2, batch_size=32,
+    augment=random_shift(1),
+)  # fmt: skip
+"""The fast recipe's training (``nnrs-jax train --model fast``): Adam, warmed up linearly to
+2e-3 over the first epoch and cosine-decayed to 0, 2 epochs of batch 32, random shifts of one
+pixel; 99.1–99.3 % test accuracy with `fast` in 6–8 s on a 2-core CPU
+(``docs/fast_recipe.md``)."""
 
 LSTM = Recipe(optimizer="adam", lr=3e-3, schedule="cosine", epochs=8, batch_size=128)
 """The LSTM recipe's training (``nnrs-jax train --model lstm``): Adam 3e-3 cosine-decayed to 0,
@@ -139,6 +155,28 @@ def cnn() -> Layer:
     )  # fmt: skip
 
 
+def fast() -> Layer:
+    """The fast recipe: a small CNN that trains to 99 % MNIST test accuracy in seconds.
+
+    ``conv3×3 1→16, ReLU, max-pool 2, conv3×3 16→32, ReLU, max-pool 2, flatten,
+    dense 800→128, ReLU, dense 128→10`` (widths `FAST_WIDTHS`) on NHWC input
+    ``(batch, 28, 28, 1)``, output ``(batch, 10)`` logits. With `FAST` it reaches 99.1–99.3 %
+    test accuracy on MNIST in 6–8 s of training on a 2-core CPU, compilation included
+    (``docs/fast_recipe.md``).
+
+    Examples:
+        >>> import nnrs_jax as nj
+        >>> nj.output_shape(nj.recipes.fast(), (2, 28, 28, 1))
+        (2, 10)
+    """
+    c1, c2, hidden = FAST_WIDTHS
+    return serial(
+        conv2d(1, c1, 3), relu(), max_pool(2),
+        conv2d(c1, c2, 3), relu(), max_pool(2),
+        flatten(), dense(25 * c2, hidden), relu(), dense(hidden, 10),
+    )  # fmt: skip
+
+
 def lstm() -> Layer:
     """The LSTM recipe: MNIST read row by row, 28 steps of 28 pixels, by one LSTM of 128 units.
 
@@ -190,6 +228,7 @@ def transformer() -> Layer:
 RECIPES: dict[str, tuple[Callable[[], Layer], Recipe]] = {
     "mlp": (mlp, MLP),
     "cnn": (cnn, CNN),
+    "fast": (fast, FAST),
     "lstm": (lstm, LSTM),
     "transformer": (transformer, TRANSFORMER),
 }

@@ -14,8 +14,9 @@ is ``serial(dense(784, 1024), relu(), dense(1024, 512), relu(), dense(512, 10))`
 of the sizes in ``arch`` (a list of ints or the text ``"784-1024-512-10"``), joined by the
 activation (none after the last), each with the weight initialization ``init`` and the
 ``regularizer`` on its weights (text parsed by `parse_regularizer`; ``"none"`` when absent).
-``{"kind": "cnn", "loss": ...}`` is `nnrs_jax.recipes.cnn`, and ``"lstm"`` and ``"transformer"``
-are `nnrs_jax.recipes.lstm` and `nnrs_jax.recipes.transformer` the same way. ``loss`` names the
+``{"kind": "cnn", "loss": ...}`` is `nnrs_jax.recipes.cnn`, and ``"fast"``, ``"lstm"`` and
+``"transformer"`` are `nnrs_jax.recipes.fast`, `nnrs_jax.recipes.lstm` and
+`nnrs_jax.recipes.transformer` the same way. ``loss`` names the
 training loss.
 
 Optimizer spec: ``{"optimizer": "adam", "lr": 2e-3, "schedule": "cosine"}`` plus the optional
@@ -89,7 +90,7 @@ OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "adamax": adamax,
     "adamw": adamw,
 }
-MODELS = ("mlp", "cnn", "lstm", "transformer")
+MODELS = ("mlp", "cnn", "fast", "lstm", "transformer")
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
 
 WEIGHT_DECAY = 1e-4  # adamw's decoupled weight decay when the spec gives none
@@ -187,7 +188,7 @@ def build_model(spec: Mapping[str, Any]) -> Layer:
 
     ``kind`` ``"mlp"`` (the default): ``serial(dense(n0, n1), act(), dense(n1, n2), …)`` for
     ``arch`` ``[n0, n1, n2, …]``, input ``(batch, n0)``, output ``(batch, n_last)``;
-    ``kind`` ``"cnn"``, ``"lstm"`` or ``"transformer"``: that recipe's model
+    ``kind`` ``"cnn"``, ``"fast"``, ``"lstm"`` or ``"transformer"``: that recipe's model
     (`nnrs_jax.recipes.RECIPES`), input ``(batch, 28, 28, 1)``.
 
     Raises:

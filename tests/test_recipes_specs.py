@@ -95,7 +95,7 @@ def test_optional_optimizer_entries_compose():
     [
         ([784, 10], TypeError, "build_model: spec must be a dict, got list"),
         ({"kind": "rnn"}, ValueError, "build_model: spec['kind'] must be one of ('mlp', 'cnn', "
-         "'lstm', 'transformer'), got 'rnn'"),
+         "'fast', 'lstm', 'transformer'), got 'rnn'"),
         ({"activation": "relu", "init": "he"}, ValueError, "build_model: spec has no 'arch' entry"),
         ({"arch": "784", "activation": "relu", "init": "he"}, ValueError,
          "parse_arch: text must be two or more sizes >= 1 joined by '-', e.g. '784-64-10', "

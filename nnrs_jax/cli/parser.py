@@ -159,7 +159,8 @@ def build_parser(
     commands = parser.add_subparsers(dest="command", metavar="COMMAND",
                                      help="what to do (default: train)")  # fmt: skip
     # The defaults are the recipes' (nj.recipes): the MLP's model spec and training settings.
-    m, cnn, lstm, vit = recipes.MLP_MODEL, recipes.CNN, recipes.LSTM, recipes.TRANSFORMER
+    m, cnn, fast = recipes.MLP_MODEL, recipes.CNN, recipes.FAST
+    lstm, vit = recipes.LSTM, recipes.TRANSFORMER
 
     train = commands.add_parser("train", help="train on MNIST and print the test report",
                                 description="Train on MNIST and print the test report. The "
@@ -169,7 +170,9 @@ def build_parser(
                        help="mlp: dense layers from --arch (default recipe: "
                        f"{format_arch(m['arch'])}); cnn: the CNN recipe (nj.recipes.cnn, "
                        f"docs/cnn_recipe.md), {cnn.epochs} epochs of {cnn.batch_size}, random "
-                       "shifts of one pixel; lstm: an LSTM reading the 28 rows (nj.recipes.lstm, "
+                       "shifts of one pixel; fast: a small CNN trained in seconds (nj.recipes."
+                       f"fast, docs/fast_recipe.md), {fast.epochs} epochs of {fast.batch_size}; "
+                       "lstm: an LSTM reading the 28 rows (nj.recipes.lstm, "
                        f"docs/sequence_recipes.md), {lstm.epochs} epochs of {lstm.batch_size}; "
                        "transformer: a vision transformer over 7x7 patches (nj.recipes."
                        f"transformer), {vit.epochs} epochs of {vit.batch_size}")  # fmt: skip
