@@ -35,7 +35,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import NamedTuple
 
-from harness import BATCH, FULL, QUICK, VMAP_MODELS, Settings, load_data, save_data
+from harness import BATCH, FULL, QUICK, VMAP_MODELS, Settings, cpu_model, load_data, save_data
 
 FRAMEWORKS = ("nnrs_jax", "torch", "flax")
 WORKLOADS = ("full", "epoch", "first_step", "vmap")
@@ -164,12 +164,6 @@ def work(args: argparse.Namespace) -> None:
 
 def machine() -> dict[str, str]:
     """CPU, core count, memory, Python, OS and the versions of the packages compared."""
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [
-        line.split(":", 1)[1].strip()
-        for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
-        if line.startswith("model name")
-    ]
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
     versions = {}
     for package in PACKAGES:
@@ -178,7 +172,7 @@ def machine() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
     return {
-        "cpu": names[0] if names else platform.processor() or "unknown",
+        "cpu": cpu_model(),
         "cores": str(os.cpu_count()),
         "memory": f"{memory:.1f} GiB",
         "python": platform.python_version(),

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from harness import BATCH, WARM_EPOCHS, load_data, save_data
+from harness import BATCH, WARM_EPOCHS, cpu_model, load_data, save_data
 
 ROWS = ("nnrs_jax", "torch", "flax_loop", "flax_scan")
 LR, B1, B2, EPS = 1e-3, 0.9, 0.999, 1e-8
@@ -372,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         row: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for row, rs in runs.items()
     }
     cores = f", {args.cores} core(s)" if args.cores is not None else ""
+    print(f"host: {cpu_model()}\n")
     print(
         f"### One epoch of the CNN, batch {BATCH}, {examples} images{cores} ({args.repeats} run(s))"
     )

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_sequences import cpu_model
+from harness import cpu_model
 
 
 def _settings() -> dict:

@@ -20,6 +20,7 @@ import bench_cnn
 import bench_nnrs_jax
 import jax
 import numpy as np
+from harness import cpu_model
 
 import nnrs_jax as nj
 
@@ -43,7 +44,8 @@ def main() -> None:
                         step=result.step)  # fmt: skip
         jax.block_until_ready(result.params)
         times.append(time.perf_counter() - start)
-    print(json.dumps({"which": which, "epoch_s": float(np.median(times)), "all": times}))
+    print(json.dumps({"host": cpu_model(), "which": which, "epoch_s": float(np.median(times)),
+                      "all": times}))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness import cpu_model
+
 BATCH, STEPS = 128, 10
 
 
@@ -121,7 +123,7 @@ def main() -> None:
         gpus = int(subprocess.run(count, capture_output=True, text=True, check=True).stdout)
         layouts = [("one device", 1, gpus, "none"), ("one device, autodiff", 1, gpus, "autodiff"),
                    (f"mesh ×{gpus}", 1, gpus, "mesh")]  # fmt: skip
-    print(f"platform {args.platform}, {os.cpu_count()} cores; reference MLP, batch {BATCH}")
+    print(f"host: {cpu_model()}; platform {args.platform}; reference MLP, batch {BATCH}")
     print("| layout | devices | warm epoch s | warm 10 full-batch steps s | max param diff: "
           "2 epochs | 20 full-batch steps |")  # fmt: skip
     print("|---|---|---|---|---|---|")

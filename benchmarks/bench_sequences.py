@@ -40,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from harness import BATCH, WARM_EPOCHS, load_data, save_data
+from harness import BATCH, WARM_EPOCHS, cpu_model, load_data, save_data
 
 HIDDEN = 128
 """Hidden units of the LSTM, as in ``nj.recipes.lstm``."""
@@ -210,20 +210,6 @@ WORKERS = {
     ("attention", "nnrs_jax"): attention_nnrs_jax,
     ("attention", "torch"): attention_torch,
 }
-
-
-def cpu_model() -> str:
-    """The CPU's model name and its vector extensions, from ``/proc/cpuinfo``."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown CPU"
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
-                 if line.startswith("model name")), "unknown CPU")  # fmt: skip
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines()
-                  if line.startswith("flags")), [])  # fmt: skip
-    isa = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
-    return f"{name} ({os.cpu_count()} cores; {', '.join(isa) or 'no AVX2'})"
 
 
 def _worker(args: argparse.Namespace) -> None:

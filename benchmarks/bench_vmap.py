@@ -19,10 +19,10 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import jax
+from harness import cpu_model
 
 import nnrs_jax as nj
 from nnrs_jax.train.epoch import epoch_fn, full_step
@@ -100,7 +100,7 @@ def main() -> None:
     if args.quick:
         x, y = x[:2000], y[:2000]
     x, y = jax.device_put(x), jax.device_put(y)
-    print(f"{platform.processor() or platform.machine()}, {jax.devices()[0].device_kind}, "
+    print(f"host: {cpu_model()}, {jax.devices()[0].device_kind}, "
           f"jax {jax.__version__}, {x.shape[0]} examples, min of {args.repeats}")  # fmt: skip
     print("| workload | models | warm time s | × one model |")
     print("|---|---|---|---|")

@@ -6,6 +6,8 @@ measures.
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +29,7 @@ __all__ = [
     "VMAP_MODELS",
     "WARM_EPOCHS",
     "Settings",
+    "cpu_model",
     "load_data",
     "median_ms",
     "save_data",
@@ -78,3 +81,26 @@ def load_data(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 def median_ms(laps: Sequence[float]) -> float:
     """The median of lap times in seconds, in milliseconds: robust to a busy machine's spikes."""
     return 1000.0 * statistics.median(laps)
+
+
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "asimd", "sve")
+"""The vector extensions a benchmark's host line names when the CPU has them."""
+
+
+def cpu_model() -> str:
+    """The host in one line: the CPU's model name, its core count and its vector extensions.
+
+    Read from ``/proc/cpuinfo`` (Linux); elsewhere ``platform.processor()``. Every benchmark
+    prints it first, since figures from one host say nothing about another.
+    """
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    fallback = platform.processor() or "unknown"
+    name = next((line.split(":", 1)[1].strip() for line in lines
+                 if line.startswith(("model name", "Model"))), fallback)  # fmt: skip
+    flags = next((line.split(":", 1)[1].split() for line in lines
+                  if line.startswith(("flags", "Features"))), [])  # fmt: skip
+    isa = [f for f in ISA_FLAGS if f in flags]
+    return f"{name} ({os.cpu_count()} cores; {', '.join(isa) or 'no listed vector extension'})"
