@@ -6,7 +6,8 @@ settings of ``nj.recipes.FAST`` and score it on the 10 000 test images:
     nnrs_jax   ``nj.fit`` exactly as ``nnrs-jax train --model fast`` calls it, in a fresh
                process with an empty compilation cache: the time includes tracing and
                compiling.
-    torch      the same layers in PyTorch (NCHW, its native layout), He-normal weights and
+    torch      the same layers in PyTorch (NCHW, its native layout; on the GPU when its CUDA
+               build sees one), He-normal weights and
                zero biases, ``torch.optim.Adam`` with the same learning rate, warmed up over
                the first epoch and cosine-decayed (``LambdaLR``, stepped every batch), every
                batch shifted at random by up to one pixel the same way (zero fill, one offset
@@ -80,6 +81,7 @@ def worker_torch(settings: dict, seed: int, cache: str) -> dict:
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     torch.manual_seed(seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     x, y = nj.datasets.mnist("train", flatten=False, progress=False)
     xt, yt = nj.datasets.mnist("test", flatten=False, progress=False)
     c1, c2, hidden = settings["widths"]
@@ -92,8 +94,9 @@ def worker_torch(settings: dict, seed: int, cache: str) -> dict:
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             nn.init.zeros_(m.bias)
-    xs = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-    ys = torch.from_numpy(y).long()
+    model = model.to(device)
+    xs = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device)
+    ys = torch.from_numpy(y).long().to(device)
     batch, epochs = settings["batch_size"], settings["epochs"]
     per_epoch = xs.shape[0] // batch
     steps = epochs * per_epoch
@@ -109,20 +112,20 @@ def worker_torch(settings: dict, seed: int, cache: str) -> dict:
         return 0.5 * (1 + math.cos(math.pi * min(t - warm, steps - warm) / (steps - warm)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-    rows = torch.arange(28)
+    rows = torch.arange(28, device=device)
 
     def shift(images: torch.Tensor) -> torch.Tensor:
         """Each image moved by (dy, dx) in {-1, 0, 1}², zero-filled: random_shift(1)."""
         n = images.shape[0]
         padded = F.pad(images[:, 0], (1, 1, 1, 1))  # (n, 30, 30)
-        dy, dx = torch.randint(-1, 2, (2, n))
+        dy, dx = torch.randint(-1, 2, (2, n), device=device)
         r = (rows[None, :] + 1 - dy[:, None])[:, :, None]  # y[i] = x[i − dy]
         c = (rows[None, :] + 1 - dx[:, None])[:, None, :]
-        return padded[torch.arange(n)[:, None, None], r, c][:, None]
+        return padded[torch.arange(n, device=device)[:, None, None], r, c][:, None]
 
     start = time.perf_counter()
     for _ in range(epochs):
-        order = torch.randperm(xs.shape[0])
+        order = torch.randperm(xs.shape[0], device=device)
         for i in range(per_epoch):
             idx = order[i * batch : (i + 1) * batch]
             loss = F.cross_entropy(model(shift(xs[idx])), ys[idx])
@@ -130,12 +133,14 @@ def worker_torch(settings: dict, seed: int, cache: str) -> dict:
             loss.backward()
             opt.step()
             sched.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     with torch.no_grad():
-        xtt = torch.from_numpy(np.ascontiguousarray(xt.transpose(0, 3, 1, 2)))
-        hits = sum((model(xtt[i : i + 1000]).argmax(-1).numpy() == yt[i : i + 1000]).sum()
+        xtt = torch.from_numpy(np.ascontiguousarray(xt.transpose(0, 3, 1, 2))).to(device)
+        hits = sum((model(xtt[i : i + 1000]).argmax(-1).cpu().numpy() == yt[i : i + 1000]).sum()
                    for i in range(0, len(yt), 1000))  # fmt: skip
-    return {"train_s": seconds, "accuracy": float(hits) / len(yt)}
+    return {"train_s": seconds, "accuracy": float(hits) / len(yt), "device": str(device)}
 
 
 WORKERS = {"nnrs_jax": worker_nnrs_jax, "torch": worker_torch}

@@ -99,15 +99,22 @@ assert abs(one.loss - many.loss) <= 1e-4 * one.loss, "the mesh changed the loss"
 assert abs(one.accuracy - many.accuracy) <= 2 / len(y), "the mesh changed the predictions"
 EOF
 
-# 5. The benchmark tables: nnrs_jax against PyTorch and Flax (with the bench extra installed),
-#    and vmap (8 models against one).
+# 5. The fast recipe (target on a 2-core CPU: 99 % in 10 s), as a new user runs it.
+step fast "$PYTHON" -m nnrs_jax train --model fast --no-progress
+
+# 6. The benchmark tables: nnrs_jax against PyTorch and Flax (with the bench extra installed;
+#    PyTorch on the GPU when its CUDA build is there), the CNN epoch, the fast recipe against
+#    its PyTorch twin, and vmap (8 models against one).
 step bench "$PYTHON" benchmarks/bench.py --repeats 3 --json "$OUT/bench.json"
+step bench-cnn "$PYTHON" benchmarks/bench_cnn.py --examples 12800
+step bench-fast "$PYTHON" benchmarks/bench_fast.py
 step bench-vmap "$PYTHON" benchmarks/bench_vmap.py
 
 echo
 echo "card: $CARD"
 grep -h "training time" "$OUT/seed-run.log" 2>/dev/null | sed 's/^/seed run: /'
 grep -h "test accuracy" "$OUT/train.log" 2>/dev/null | sed 's/^/default recipe: /'
+grep -h "training time\|test accuracy" "$OUT/fast.log" 2>/dev/null | sed 's/^/fast recipe: /'
 if [ ${#FAILED[@]} -gt 0 ]; then
     echo "FAILED: ${FAILED[*]}"
     exit 1
