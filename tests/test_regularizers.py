@@ -89,3 +89,49 @@ def test_resolve_initializer_names_and_errors():
         nj.initializers.resolve("xavier", caller="dense")
     with pytest.raises(TypeError, match=r"^resolve: init must be one of .* got 2 \(int\)"):
         nj.initializers.resolve(2)
+
+
+SEQUENCE_WEIGHTS = {
+    "lstm": (lambda reg: nj.lstm(3, 4, regularizer=reg, dtype=jnp.float64), ("w_x", "w_h")),
+    "gru": (lambda reg: nj.gru(3, 4, regularizer=reg, dtype=jnp.float64), ("w_x", "w_h")),
+    "attention": (
+        lambda reg: nj.multi_head_attention(4, 2, regularizer=reg, dtype=jnp.float64),
+        ("w_qkv", "w_o"),
+    ),
+    "embedding": (lambda reg: nj.embedding(7, 4, regularizer=reg, dtype=jnp.float64), ("table",)),
+}
+
+
+@pytest.mark.parametrize("kind", SEQUENCE_WEIGHTS)
+def test_sequence_layers_penalize_their_weight_matrices_only(kind):
+    make, weights = SEQUENCE_WEIGHTS[kind]
+    reg = nj.elastic_net(1e-2, 1e-3)
+    layer = make(reg)
+    params = jax.tree.map(lambda a: a + 0.1, layer.init(jax.random.key(0)))  # no zero leaf
+
+    def expected(p):
+        return sum(reg.value(getattr(p, field)) for field in weights)
+
+    value, grads = layer.penalty(params)
+    assert float(value) == pytest.approx(float(expected(params)), rel=1e-12)
+    assert float(value) > 0
+    want = jax.grad(expected)(params)
+    for field, got in zip(params._fields, grads, strict=True):
+        np.testing.assert_allclose(got, getattr(want, field), rtol=1e-12, atol=0)
+        assert (field in weights) == bool(np.any(np.asarray(got) != 0)), field
+    assert make(None).penalty(params)[0] == 0
+    assert make(reg) == make(reg) and make(reg) != make(None)
+
+
+def test_a_regularized_lstm_trains_on_loss_plus_penalty():
+    """loss_and_grad adds the LSTM's penalty gradient: it matches autodiff of loss + penalty."""
+    model = nj.serial(nj.lstm(3, 4, regularizer=nj.l2(1e-2), dtype=jnp.float64),
+                      nj.dense(4, 2, dtype=jnp.float64))  # fmt: skip
+    params = model.init(jax.random.key(1))
+    x = jax.random.normal(jax.random.key(2), (5, 6, 3), jnp.float64)
+    y = jnp.array([0, 1, 1, 0, 1], jnp.int32)
+    assert nj.check_grads(model, nj.cross_entropy, params, x, y) <= 1e-10
+    plain = nj.serial(nj.lstm(3, 4, dtype=jnp.float64), nj.dense(4, 2, dtype=jnp.float64))
+    with_penalty = nj.loss_and_grad(model, nj.cross_entropy, params, x, y)[0]
+    without = nj.loss_and_grad(plain, nj.cross_entropy, params, x, y)[0]
+    assert float(with_penalty) > float(without)

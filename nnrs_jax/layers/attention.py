@@ -11,7 +11,8 @@ import jax.numpy as jnp
 from nnrs_jax import initializers
 from nnrs_jax._validate import check_bool, check_int
 from nnrs_jax.layers._checks import check_grad_shape, check_sequence
-from nnrs_jax.layers.base import Layer, layer_factory
+from nnrs_jax.layers.base import Layer, layer_factory, weight_penalty
+from nnrs_jax.regularizers import Regularizer
 
 __all__ = ["AttentionParams", "multi_head_attention"]
 
@@ -52,6 +53,7 @@ def multi_head_attention(
     *,
     causal: bool = False,
     init: str | initializers.Initializer = "glorot",
+    regularizer: Regularizer | None = None,
     dtype: jnp.dtype = jnp.float32,
 ) -> Layer:
     """Multi-head scaled dot-product self-attention over a sequence.
@@ -90,6 +92,8 @@ def multi_head_attention(
         causal: if True, position ``i`` attends only to positions ``j <= i`` (a decoder).
         init: the initializer of ``W_qkv`` and ``W_o``: ``"glorot"`` (default), ``"he"``,
             ``"lecun"`` or a function of `nnrs_jax.initializers`; biases start at zero.
+        regularizer: an `l1`, `l2` or `elastic_net` penalty on ``W_qkv`` and ``W_o`` (never on
+            the biases).
         dtype: dtype of the parameters, float32 by default; ``x`` must have the same.
 
     Returns:
@@ -197,4 +201,5 @@ def multi_head_attention(
         grad_x = jnp.einsum("bte,de->btd", grad_qkv, params.w_qkv)
         return AttentionParams(grad_w_qkv, grad_b_qkv, grad_w_o, grad_b_o), grad_x
 
-    return Layer(init_params, apply, backward, name=name)
+    penalty = weight_penalty(caller, regularizer, ("w_qkv", "w_o"))
+    return Layer(init_params, apply, backward, name=name, penalty=penalty)

@@ -67,11 +67,16 @@ def no_params(key: PRNGKey) -> tuple[()]:
     return ()
 
 
-def weight_penalty(caller: str, regularizer: Any) -> Callable[[Params], tuple[Any, Params]]:
-    """``penalty(params) -> (value, grads)`` of a layer whose ``params`` are ``(w, b)``.
+def weight_penalty(
+    caller: str, regularizer: Any, weights: tuple[str, ...] = ("w",)
+) -> Callable[[Params], tuple[Any, Params]]:
+    """``penalty(params) -> (value, grads)`` of a layer whose ``params`` NamedTuple holds the
+    weight matrices named ``weights`` (``("w",)`` for ``(w, b)`` layers).
 
-    ``value = regularizer.value(w)`` (e.g. ``l1·Σ|w| + l2·Σw²``), ``grads = (regularizer.grad(w),
-    0)``: the bias is never penalized. `no_penalty` when ``regularizer`` is ``None``.
+    ``value = Σ_w regularizer.value(w)`` over those fields (e.g. ``l1·Σ|w| + l2·Σw²``),
+    ``grads`` holds ``regularizer.grad(w)`` in them and zeros in every other field: biases,
+    scales and tables not named are never penalized. `no_penalty` when ``regularizer`` is
+    ``None``.
 
     Raises:
         TypeError: ``regularizer`` is neither ``None`` nor a `nnrs_jax.regularizers.Regularizer`
@@ -85,8 +90,12 @@ def weight_penalty(caller: str, regularizer: Any) -> Callable[[Params], tuple[An
         )
 
     def penalty(params: Params) -> tuple[Any, Params]:
-        grad_w = regularizer.grad(params.w)
-        return regularizer.value(params.w), params._replace(w=grad_w, b=jnp.zeros_like(params.b))
+        value = sum(regularizer.value(getattr(params, field)) for field in weights)
+        grads = {
+            field: regularizer.grad(leaf) if field in weights else jnp.zeros_like(leaf)
+            for field, leaf in zip(params._fields, params, strict=True)
+        }
+        return value, type(params)(**grads)
 
     return penalty
 

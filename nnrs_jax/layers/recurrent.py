@@ -22,7 +22,8 @@ import jax.numpy as jnp
 from nnrs_jax import initializers
 from nnrs_jax._validate import check_bool, check_float, check_int
 from nnrs_jax.layers._checks import check_grad_shape, check_sequence
-from nnrs_jax.layers.base import Layer, layer_factory
+from nnrs_jax.layers.base import Layer, layer_factory, weight_penalty
+from nnrs_jax.regularizers import Regularizer
 
 __all__ = ["GRUParams", "LSTMParams", "gru", "lstm"]
 
@@ -128,6 +129,7 @@ def lstm(
     return_sequences: bool = False,
     init: str | initializers.Initializer = "glorot",
     forget_bias: float = 1.0,
+    regularizer: Regularizer | None = None,
     dtype: jnp.dtype = jnp.float32,
 ) -> Layer:
     """Long short-term memory layer with a forget gate (no peepholes).
@@ -172,6 +174,8 @@ def lstm(
         forget_bias: the initial bias of the forget gate, 1.0 by default, so that the cell
             keeps its content at first (Gers et al. 2000; Jozefowicz et al. 2015); the other
             biases start at zero.
+        regularizer: an `l1`, `l2` or `elastic_net` penalty on ``W_x`` and ``W_h`` (never on
+            the biases).
         dtype: dtype of the parameters, float32 by default.
 
     Examples:
@@ -277,7 +281,8 @@ def lstm(
         )
         return grads, jnp.einsum("tbg,fg->btf", dz, params.w_x)
 
-    return Layer.context(init_params, forward, backward, name=name)
+    penalty = weight_penalty("lstm", regularizer, ("w_x", "w_h"))
+    return Layer.context(init_params, forward, backward, name=name, penalty=penalty)
 
 
 @layer_factory
@@ -287,6 +292,7 @@ def gru(
     *,
     return_sequences: bool = False,
     init: str | initializers.Initializer = "glorot",
+    regularizer: Regularizer | None = None,
     dtype: jnp.dtype = jnp.float32,
 ) -> Layer:
     """Gated recurrent unit layer, PyTorch's and Flax's variant (reset after the matmul).
@@ -331,6 +337,8 @@ def gru(
         init: the initializer of ``W_x`` and ``W_h``, applied to each gate's block
             separately: ``"glorot"`` (default), ``"he"``, ``"lecun"`` or a function of
             `nnrs_jax.initializers`; the biases start at zero.
+        regularizer: an `l1`, `l2` or `elastic_net` penalty on ``W_x`` and ``W_h`` (never on
+            the biases).
         dtype: dtype of the parameters, float32 by default.
 
     Examples:
@@ -411,4 +419,5 @@ def gru(
         )
         return grads, jnp.einsum("tbg,fg->btf", da, params.w_x)
 
-    return Layer(init_params, apply, backward, name=name)
+    penalty = weight_penalty("gru", regularizer, ("w_x", "w_h"))
+    return Layer(init_params, apply, backward, name=name, penalty=penalty)

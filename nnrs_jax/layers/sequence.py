@@ -14,7 +14,8 @@ from jax import lax
 from nnrs_jax import initializers
 from nnrs_jax._validate import check_float, check_int
 from nnrs_jax.layers._checks import check_floating, check_grad_shape, check_sequence
-from nnrs_jax.layers.base import Layer, layer_factory, no_params
+from nnrs_jax.layers.base import Layer, layer_factory, no_params, weight_penalty
+from nnrs_jax.regularizers import Regularizer
 
 __all__ = [
     "EmbeddingParams",
@@ -65,6 +66,7 @@ def embedding(
     dim: int,
     *,
     init: str | initializers.Initializer | None = None,
+    regularizer: Regularizer | None = None,
     dtype: jnp.dtype = jnp.float32,
 ) -> Layer:
     """Token embedding: a learned vector per token id.
@@ -89,6 +91,7 @@ def embedding(
         dim: the embedding width, a positive int.
         init: ``None`` (default) for ``N(0, 1)`` entries (as PyTorch), or ``"he"``,
             ``"lecun"``, ``"glorot"`` or a function ``init(key, (vocab_size, dim), dtype)``.
+        regularizer: an `l1`, `l2` or `elastic_net` penalty on the table.
         dtype: dtype of the table, float32 by default.
 
     Examples:
@@ -139,7 +142,8 @@ def embedding(
         grad_table = jnp.zeros_like(params.table).at[index].add(grad_y)
         return EmbeddingParams(grad_table), jnp.zeros(ids.shape, params.table.dtype)
 
-    return Layer(init_params, apply, backward, name=name)
+    penalty = weight_penalty("embedding", regularizer, ("table",))
+    return Layer(init_params, apply, backward, name=name, penalty=penalty)
 
 
 @layer_factory
