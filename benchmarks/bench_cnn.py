@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from harness import BATCH, WARM_EPOCHS, cpu_model, load_data, save_data
+from harness import BATCH, WARM_EPOCHS, cpu_model, load_data, save_data, torch_epoch
 
 ROWS = ("nnrs_jax", "torch", "flax_loop", "flax_scan")
 LR, B1, B2, EPS = 1e-3, 0.9, 0.999, 1e-8
@@ -140,7 +140,6 @@ def worker_nnrs_jax(x: np.ndarray, y: np.ndarray) -> Result:
 def worker_torch(x: np.ndarray, y: np.ndarray) -> Result:
     import torch
     from torch import nn
-    from torch.nn import functional as F
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     torch.manual_seed(0)
@@ -161,16 +160,7 @@ def worker_torch(x: np.ndarray, y: np.ndarray) -> Result:
     n_batches = xt.shape[0] // BATCH
 
     def run_epoch(e: int) -> float:
-        order = torch.randperm(xt.shape[0])
-        losses = []
-        for i in range(n_batches):
-            idx = order[i * BATCH : (i + 1) * BATCH]
-            loss = F.cross_entropy(model(xt[idx]), yt[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.detach())
-        return torch.stack(losses).mean().item()
+        return torch_epoch(model, opt, xt, yt, BATCH)
 
     result = _epochs(run_epoch, n_batches)
     with torch.no_grad():

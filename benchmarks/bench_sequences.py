@@ -40,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from harness import BATCH, WARM_EPOCHS, cpu_model, load_data, save_data
+from harness import BATCH, WARM_EPOCHS, cpu_model, load_data, save_data, torch_epoch
 
 HIDDEN = 128
 """Hidden units of the LSTM, as in ``nj.recipes.lstm``."""
@@ -106,7 +106,6 @@ def lstm_nnrs_jax(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
 def lstm_torch(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     import torch
     from torch import nn
-    from torch.nn import functional as F
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     torch.manual_seed(0)
@@ -128,16 +127,7 @@ def lstm_torch(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     n_batches = xt.shape[0] // BATCH
 
     def run_epoch(e: int) -> float:
-        order = torch.randperm(xt.shape[0])
-        losses = []
-        for i in range(n_batches):
-            idx = order[i * BATCH : (i + 1) * BATCH]
-            loss = F.cross_entropy(model(xt[idx]), yt[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.detach())
-        return torch.stack(losses).mean().item()
+        return torch_epoch(model, opt, xt, yt, BATCH)
 
     return _epochs(run_epoch, n_batches, FULL_EPOCH / (n_batches * BATCH))
 

@@ -33,6 +33,7 @@ __all__ = [
     "load_data",
     "median_ms",
     "save_data",
+    "torch_epoch",
 ]
 
 SIZES = (784, 64, 32, 16, 10)
@@ -104,3 +105,22 @@ def cpu_model() -> str:
                   if line.startswith(("flags", "Features"))), [])  # fmt: skip
     isa = [f for f in ISA_FLAGS if f in flags]
     return f"{name} ({os.cpu_count()} cores; {', '.join(isa) or 'no listed vector extension'})"
+
+
+def torch_epoch(model, opt, x, y, batch: int) -> float:
+    """One shuffled PyTorch epoch as its users write it: ``randperm``, index, forward,
+    cross-entropy, ``backward``, ``opt.step()``; the partial last batch dropped. Returns the
+    mean loss. PyTorch is imported here, so that other workers never load it."""
+    import torch
+    from torch.nn import functional as F
+
+    order = torch.randperm(x.shape[0])
+    losses = []
+    for i in range(x.shape[0] // batch):
+        idx = order[i * batch : (i + 1) * batch]
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach())
+    return torch.stack(losses).mean().item()
