@@ -58,6 +58,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nnrs_jax"  # holds the docstrin
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if "NNRS_JAX_DATA" not in os.environ and SHARED_DATA.is_dir():
     os.environ["NNRS_JAX_DATA"] = str(SHARED_DATA)
+# The implementations of `impl="auto"` layers stay the fixed defaults, the same on every host
+# and in every process (subprocesses and notebook kernels inherit this); no test writes the
+# user's choice file. tests/test_autotune.py measures, with a file of its own.
+os.environ.setdefault("NNRS_JAX_AUTOTUNE", "off")
 if os.environ.get("NNRS_JAX_DATA"):
     # Absolute, so that subprocesses and notebook kernels started in other folders find it too.
     os.environ["NNRS_JAX_DATA"] = str(Path(os.environ["NNRS_JAX_DATA"]).resolve())

@@ -6,10 +6,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
-from nnrs_jax import initializers
+from nnrs_jax import autotune, initializers
 from nnrs_jax._validate import check_int
+from nnrs_jax.layers import conv_kernels
 from nnrs_jax.layers._checks import (
     check_grad_shape,
     check_image,
@@ -18,9 +18,12 @@ from nnrs_jax.layers._checks import (
     window_output_size,
 )
 from nnrs_jax.layers.base import Layer, layer_factory, weight_penalty
+from nnrs_jax.layers.conv_kernels import Geometry, window_views
 from nnrs_jax.regularizers import Regularizer
 
-__all__ = ["Conv2dParams", "conv2d"]
+__all__ = ["Conv2dParams", "conv2d", "window_views"]
+
+POLICY_NAMES = tuple(conv_kernels.POLICIES)
 
 
 class Conv2dParams(NamedTuple):
@@ -53,43 +56,6 @@ def _pads(padding: str | tuple[int, int], size: int, k: int, s: int, axis: int) 
     return padding[axis], padding[axis]
 
 
-def window_views(
-    x: jax.Array, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int]
-) -> list[jax.Array]:
-    """The ``kh·kw`` shifted, strided views ``x[:, i + s·h, j + s·w, :]``, row-major in (i, j)."""
-    (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out
-    b, _, _, c = x.shape
-    return [
-        lax.slice(
-            x, (0, i, j, 0), (b, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c), (1, sh, sw, 1)
-        )
-        for i in range(kh)
-        for j in range(kw)
-    ]
-
-
-def _split_k(n: int) -> int:
-    """Chunks for a ``dW`` product over ``n`` rows: 4 when they divide evenly (see `conv2d`)."""
-    return 4 if n % 4 == 0 else 2 if n % 2 == 0 else 1
-
-
-def _weight_grad(p: jax.Array, grad_y: jax.Array) -> jax.Array:
-    """``Pᵀ·dy`` for ``p`` ``(B, H', W', K)`` and ``grad_y`` ``(B, H', W', O)``: ``(K, O)``.
-
-    The rows are cut into a few chunks, multiplied as one batched product and summed: XLA then
-    runs one batched product with the narrower operand transposed (the fastest form measured
-    on CPU), where a single product would be rewritten into a slower one or copy the wide
-    patch matrix to a transposed layout first.
-    """
-    k, o = p.shape[-1], grad_y.shape[-1]
-    n = _split_k(p.shape[0] * p.shape[1] * p.shape[2])
-    p, grad_y = p.reshape(n, -1, k), grad_y.reshape(n, -1, o)
-    batched = (((1,), (1,)), ((0,), (0,)))
-    if k <= o:
-        return jnp.sum(lax.dot_general(p, grad_y, batched), axis=0)
-    return jnp.sum(lax.dot_general(grad_y, p, batched), axis=0).T
-
-
 @layer_factory
 def conv2d(
     in_channels: int,
@@ -101,6 +67,7 @@ def conv2d(
     init: str | initializers.Initializer = "he",
     regularizer: Regularizer | None = None,
     dtype: jnp.dtype = jnp.float32,
+    impl: str = "auto",
 ) -> Layer:
     """2-D convolution (cross-correlation, as in every deep-learning library), NHWC.
 
@@ -121,16 +88,18 @@ def conv2d(
         db = Σ_{b,h,w} dy
         dx[b, u, v, c] = Σ_{h,w,i,j : s·h+i = u+pt, s·w+j = v+pl} dy[b, h, w, :]·W[i, j, c, :]
 
-    ``dx`` is the transposed convolution of ``dy`` with ``W``: ``dy`` dilated by the stride
-    (``s − 1`` zeros between entries), zero-padded by ``kh − 1 − pt`` rows before (and as many
-    after as give back ``H`` rows; likewise for the width), convolved with ``W`` flipped in
-    space and with its channel axes swapped — a forward-type convolution, which
-    ``lax.conv_general_dilated`` runs on CPU without any patch matrix. ``dW`` is one batched
-    matrix product over a few row chunks of ``P`` and ``dy``, summed. With one input channel
-    the forward is ``kh·kw`` multiply-adds of shifted views (a product with ``kh·kw`` columns
-    is too thin for a matrix kernel) and ``Pᵀ`` is those views stacked, so no patch matrix is
-    built. Each choice was the fastest of the variants measured on a 2-core CPU, in a training
-    step; under ``jit`` XLA drops the ``dx`` of a first layer, whose input needs no gradient.
+    Each product has several implementations (`nnrs_jax.layers.conv_kernels`), all computing
+    the same values: the patch matrix and one product, ``kh·kw`` products of shifted views, or
+    XLA's convolution (``dx`` as the transposed convolution of ``dy`` with ``W`` flipped in
+    space, its channel axes swapped; ``dW`` as the correlation of ``x`` with ``dy``). A
+    *policy* picks one per product. The default, ``"patches"``, was the fastest in a CNN's
+    training step on a 2-core CPU: one patch matrix, shared by ``y`` and ``dW`` (its ``dW``
+    product cut into a few row chunks), and XLA's transposed convolution for ``dx``; with one
+    input channel the forward is ``kh·kw`` multiply-adds of shifted views. With
+    ``impl="auto"`` the policy is the one measured for this layer's shapes on this host
+    (`nnrs_jax.autotune`: `fit` times every policy in the real training step, once per host,
+    and keeps the winner on disk), else the default. Under ``jit`` XLA drops the ``dx`` of a
+    first layer, whose input needs no gradient.
 
     References: Chellapilla et al. 2006, "High performance convolutional neural networks for
     document processing" (the patch matrix); Dumoulin & Visin 2016, "A guide to convolution
@@ -151,6 +120,9 @@ def conv2d(
             biases start at zero.
         regularizer: an `l1`, `l2` or `elastic_net` penalty on ``W`` (never on ``b``).
         dtype: dtype of the parameters, float32 by default.
+        impl: ``"auto"`` (default: measured per host, see above), or a fixed policy:
+            ``"patches"``, ``"shifted"``, ``"xla"`` or ``"xla_forward"``
+            (`nnrs_jax.layers.conv_kernels.POLICIES`).
 
     Raises:
         TypeError, ValueError: a bad argument here; at trace time, an input that is not a
@@ -170,6 +142,8 @@ def conv2d(
     kernel = pair("conv2d", "kernel_size", kernel_size, low=1)
     strides = pair("conv2d", "stride", stride, low=1)
     pad_mode = _padding("conv2d", padding)
+    if impl != "auto" and impl not in conv_kernels.POLICIES:
+        raise ValueError(f"conv2d: impl must be 'auto' or one of {POLICY_NAMES}, got {impl!r}")
     penalty = weight_penalty("conv2d", regularizer)
     init_fn = initializers.resolve(init, caller="conv2d")
     (kh, kw), (sh, sw) = kernel, strides
@@ -189,7 +163,7 @@ def conv2d(
         w = w.reshape(kh, kw, in_channels, out_channels)
         return Conv2dParams(w=w, b=jnp.zeros((out_channels,), dtype))
 
-    def geometry(x: jax.Array) -> tuple[tuple[tuple[int, int], tuple[int, int]], tuple[int, int]]:
+    def geometry(x: jax.Array) -> Geometry:
         """Zero padding per spatial axis and the output size, checked at trace time."""
         check_image(name, x, channels=in_channels)
         _, h, w, _ = x.shape
@@ -198,12 +172,7 @@ def conv2d(
             window_output_size(name, "height", h + sum(pads[0]), kh, sh, "kernel"),
             window_output_size(name, "width", w + sum(pads[1]), kw, sw, "kernel"),
         )
-        return pads, out
-
-    def views(x: jax.Array, pads, out) -> list[jax.Array]:
-        if pads != ((0, 0), (0, 0)):
-            x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-        return window_views(x, kernel, strides, out)
+        return Geometry(kernel, strides, pads, out)
 
     def same_dtype(params: Conv2dParams, arg: str, a: jax.Array) -> None:
         if a.dtype != params.w.dtype:
@@ -211,48 +180,34 @@ def conv2d(
                 f"{name}: {arg} must have the parameters' dtype {params.w.dtype}, got {a.dtype}"
             )
 
+    def implementation(x: jax.Array, g: Geometry) -> tuple[str, str, str]:
+        """(forward, grad_w, grad_x): ``impl``'s, or the measured policy of this site."""
+        policy = impl
+        if impl == "auto":
+            signature = f"{x.shape[1:]} {x.dtype} -> {out_channels}, {g}"
+            policy = autotune.policy("conv2d", signature, POLICY_NAMES, conv_kernels.DEFAULT)
+        return conv_kernels.candidates(policy, in_channels)
+
     def apply(params: Conv2dParams, x: jax.Array) -> jax.Array:
         x = floating_input(name, x)
-        pads, out = geometry(x)
+        g = geometry(x)
         same_dtype(params, "x", x)
-        shifted = views(x, pads, out)
-        if in_channels == 1:
-            w = params.w.reshape(kh * kw, out_channels)
-            y = sum(view * w[k][None, None, None, :] for k, view in enumerate(shifted))
-        else:
-            p = jnp.concatenate(shifted, axis=-1)
-            y = lax.dot_general(p, params.w.reshape(k_in, out_channels), (((3,), (0,)), ((), ())))
+        forward = implementation(x, g)[0]
+        y = conv_kernels.FORWARD[forward](x, params.w, g)
         return y + params.b[None, None, None, :]
 
     def backward(
         params: Conv2dParams, x: jax.Array, grad_y: jax.Array
     ) -> tuple[Conv2dParams, jax.Array]:
         x = floating_input(name, x)
-        pads, out = geometry(x)
-        b, h, w, _ = x.shape
-        check_grad_shape(name, grad_y, (b, *out, out_channels))
+        g = geometry(x)
+        check_grad_shape(name, grad_y, (x.shape[0], *g.out, out_channels))
         same_dtype(params, "x", x)
         same_dtype(params, "grad_y", grad_y)
-        shifted = views(x, pads, out)
-        if in_channels == 1:
-            p_t = jnp.stack(shifted).reshape(kh * kw, -1)
-            grad_w = p_t @ grad_y.reshape(-1, out_channels)
-        else:
-            grad_w = _weight_grad(jnp.concatenate(shifted, axis=-1), grad_y)
+        _, for_w, for_x = implementation(x, g)
+        grad_w = conv_kernels.GRAD_W[for_w](x, grad_y, params.w.shape, g)
+        grad_x = conv_kernels.GRAD_X[for_x](grad_y, params.w, x.shape, g)
         grad_b = jnp.sum(grad_y, axis=(0, 1, 2))
-        flipped = jnp.flip(params.w, axis=(0, 1)).transpose(0, 1, 3, 2)
-        (pt, _), (pl, _) = pads
-        grad_x = lax.conv_general_dilated(
-            grad_y,
-            flipped,
-            window_strides=(1, 1),
-            padding=(
-                (kh - 1 - pt, h + pt - sh * (out[0] - 1) - 1),
-                (kw - 1 - pl, w + pl - sw * (out[1] - 1) - 1),
-            ),
-            lhs_dilation=strides,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
-        return Conv2dParams(grad_w.reshape(params.w.shape), grad_b), grad_x
+        return Conv2dParams(grad_w, grad_b), grad_x
 
     return Layer(init_params, apply, backward, name=name, penalty=penalty)

@@ -27,6 +27,7 @@ from nnrs_jax.train.step import (
     metric_items,
     step_body,
 )
+from nnrs_jax.train.tuning import tune_step
 
 __all__ = ["fit"]
 
@@ -167,10 +168,9 @@ def fit(
     caller = "fit"
     settings = loop_settings(caller, steps, epochs, batch_size, drop_last, log_every, progress,
                              on_nonfinite)  # fmt: skip
-    body = step_body(
-        model, loss, optimizer, check_grads_mode(caller, grads), check_augment(caller, augment),
-        metric_items(caller, metrics),
-    )  # fmt: skip
+    body_args = (model, loss, optimizer, check_grads_mode(caller, grads),
+                 check_augment(caller, augment), metric_items(caller, metrics))  # fmt: skip
+    body = step_body(*body_args)
     callbacks = _check_callbacks(caller, callbacks)
     if mesh is not None:
         mesh = parallel.check_mesh(caller, mesh)
@@ -196,6 +196,10 @@ def fit(
     with parallel.scope(mesh):
         if mesh is None:
             data: OnDevice | Feed = OnDevice(jax.device_put(x), jax.device_put(y))
+            # Implementations chosen by measurement (`nnrs_jax.autotune`), one device only.
+            rows = data.rows if batch_size is None else min(batch_size, data.rows)
+            tune_step(model, body, ts, data.x, data.y, rows)
+            body = step_body(*body_args)
         else:
             data = Feed(mesh, x, y, local_data)
             if batch_size is None:

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from nnrs_jax import parallel
+from nnrs_jax import autotune, parallel
 from nnrs_jax.data_checks import task
 from nnrs_jax.layers.base import Layer, Params, State, check_model, forward, has_state
 from nnrs_jax.losses import Loss
@@ -147,7 +147,25 @@ def make_body(
 # and loss and an equal optimizer (e.g. to resume, or `adam(1e-3)` built anew) reuses the
 # compiled code instead of retracing. Only concrete settings are keys here: a traced optimizer
 # (inside `fit_many`'s vmap) goes through `make_body`, never through this cache.
-step_body = functools.lru_cache(maxsize=64)(make_body)
+# The cache is also keyed by `autotune.trace_token()`: an ``impl="auto"`` layer reads its
+# implementation at trace time, so a newly measured choice gives a new body and a new trace.
+_cached_body = functools.lru_cache(maxsize=64)(
+    lambda model, loss, optimizer, grads, augment, metrics, token: make_body(
+        model, loss, optimizer, grads, augment, metrics
+    )
+)
+
+
+def step_body(
+    model: Layer,
+    loss: Loss,
+    optimizer: Optimizer,
+    grads: str,
+    augment: Augment | None = None,
+    metrics: MetricItems = (),
+) -> Body:
+    """`make_body`, cached by its arguments and the autotuning state (see above)."""
+    return _cached_body(model, loss, optimizer, grads, augment, metrics, autotune.trace_token())
 
 
 def make_train_step(
