@@ -5,7 +5,7 @@ functions, parameters and optimizer states are pytrees, and training is one jit-
 step. See the README for a tour.
 """
 
-from nnrs_jax import augment, datasets, initializers, parallel, recipes, schedules, specs
+from nnrs_jax import augment, autotune, datasets, initializers, parallel, recipes, schedules, specs
 from nnrs_jax.cache import enable_compilation_cache
 from nnrs_jax.checkpoint import (
     Checkpoint,
@@ -162,6 +162,7 @@ __all__ = [
     "add_decayed_weights",
     "apply_updates",
     "augment",
+    "autotune",
     "avg_pool",
     "backward",
     "batch_norm",

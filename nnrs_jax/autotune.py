@@ -34,6 +34,7 @@ changes whenever an answer can change, and `fit`'s compiled steps are keyed by i
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import json
@@ -238,15 +239,20 @@ def trace_token() -> tuple[str, tuple[tuple[str, str], ...], int]:
 def tune(
     families: dict[str, tuple[Sequence[str], str]],
     trace: Callable[[], Any],
-    time_step: Callable[[], float],
+    lower_step: Callable[[], jax.stages.Lowered],
+    time_step: Callable[[jax.stages.Compiled], float],
 ) -> dict[str, Choice]:
     """Measure the policies of every unknown site that ``trace`` reaches; store the winners.
+
+    Each policy's step is lowered with the policy forced; the programs are compiled side by
+    side in threads (XLA's compiler releases the GIL), then timed one after the other.
 
     Args:
         families: family -> (its policy names, its default).
         trace: traces the step once (e.g. ``jax.eval_shape``), so the sites say who they are.
-        time_step: compiles the step afresh and returns its time in seconds; called once per
-            policy, with that policy forced.
+        lower_step: traces and lowers the step afresh (``jax.jit(f).lower(...)`` of a new
+            ``f``); called once per policy, with that policy forced.
+        time_step: runs a compiled step and returns its time in seconds.
 
     Returns:
         The new choices, by key; ``{}`` when the mode is ``"fixed"`` or every site is known.
@@ -272,10 +278,14 @@ def tune(
         ]
         if not unknown:
             continue
-        times = {}
+        lowered = {}
         for name in names:
             with forcing(family, name):
-                times[name] = time_step()
+                lowered[name] = lower_step()
+        with concurrent.futures.ThreadPoolExecutor(len(lowered)) as pool:
+            compiled = dict(zip(lowered, pool.map(lambda low: low.compile(), lowered.values())))
+        order = [default, *(name for name in names if name != default)]
+        times = {name: time_step(compiled[name]) for name in order}
         best = min(times, key=times.__getitem__)
         winner = best if times[best] < (1.0 - MARGIN) * times[default] else default
         for key in dict.fromkeys(unknown):

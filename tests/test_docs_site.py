@@ -20,7 +20,7 @@ import nnrs_jax as nj
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = [nj, nj.optim, nj.schedules, nj.datasets, nj.parallel, nj.recipes, nj.callbacks,
-           nj.augment]  # fmt: skip
+           nj.augment, nj.autotune]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
