@@ -104,10 +104,12 @@ step fast "$PYTHON" -m nnrs_jax train --model fast --no-progress
 
 # 6. The benchmark tables: nnrs_jax against PyTorch and Flax (with the bench extra installed;
 #    PyTorch on the GPU when its CUDA build is there), the CNN epoch, the fast recipe against
-#    its PyTorch twin, and vmap (8 models against one).
+#    its PyTorch twin, conv2d's policies on the card against XLA's own convolution (the
+#    measured choice must never be slower), and vmap (8 models against one).
 step bench "$PYTHON" benchmarks/bench.py --repeats 3 --json "$OUT/bench.json"
 step bench-cnn "$PYTHON" benchmarks/bench_cnn.py --examples 12800
 step bench-fast "$PYTHON" benchmarks/bench_fast.py
+step bench-autotune "$PYTHON" benchmarks/bench_autotune.py
 step bench-vmap "$PYTHON" benchmarks/bench_vmap.py
 
 echo

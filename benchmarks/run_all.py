@@ -33,6 +33,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
              ["--quick"]),
     "fast": ("The fast recipe against its PyTorch twin (`bench_fast.py`)",
              ["bench_fast.py", "--repeats", "2"], None),
+    "autotune": ("conv2d's policies in the step, and the measured choice (`bench_autotune.py`)",
+                 ["bench_autotune.py"], ["--examples", "1280", "--epochs", "1", "--only", "fast"]),
     "sequences": ("The sequence layers (`bench_sequences.py`)", ["bench_sequences.py"],
                   ["--quick"]),
     "parallel": ("Data parallel over devices (`bench_parallel.py`)", ["bench_parallel.py"],

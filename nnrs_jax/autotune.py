@@ -245,14 +245,14 @@ def tune(
     """Measure the policies of every unknown site that ``trace`` reaches; store the winners.
 
     Each policy's step is lowered with the policy forced; the programs are compiled side by
-    side in threads (XLA's compiler releases the GIL), then timed one after the other.
+    side in threads (XLA's compiler releases the GIL), then timed in turns (`_race`).
 
     Args:
         families: family -> (its policy names, its default).
         trace: traces the step once (e.g. ``jax.eval_shape``), so the sites say who they are.
         lower_step: traces and lowers the step afresh (``jax.jit(f).lower(...)`` of a new
             ``f``); called once per policy, with that policy forced.
-        time_step: runs a compiled step and returns its time in seconds.
+        time_step: runs a compiled step and returns one sample of its time in seconds.
 
     Returns:
         The new choices, by key; ``{}`` when the mode is ``"fixed"`` or every site is known.
@@ -284,8 +284,7 @@ def tune(
                 lowered[name] = lower_step()
         with concurrent.futures.ThreadPoolExecutor(len(lowered)) as pool:
             compiled = dict(zip(lowered, pool.map(lambda low: low.compile(), lowered.values())))
-        order = [default, *(name for name in names if name != default)]
-        times = {name: time_step(compiled[name]) for name in order}
+        times = _race([default, *(n for n in names if n != default)], compiled, time_step)
         best = min(times, key=times.__getitem__)
         winner = best if times[best] < (1.0 - MARGIN) * times[default] else default
         for key in dict.fromkeys(unknown):
@@ -296,6 +295,26 @@ def tune(
             _version += 1
         _save(new)
     return new
+
+
+ROUNDS = 3
+"""Timed rounds after the warm-up; each policy keeps its fastest round."""
+
+
+def _race(
+    order: list[str], compiled: dict[str, Any], time_step: Callable[[Any], float]
+) -> dict[str, float]:
+    """Each policy's time: one untimed warm-up sample each, then `ROUNDS` rounds taking turns
+    (so that a drift of the machine hits every policy alike), the fastest round kept. A policy
+    three times slower than the best in the first round is not run again."""
+    for name in order:
+        time_step(compiled[name])
+    times = {name: time_step(compiled[name]) for name in order}
+    live = [name for name in order if times[name] < 3 * min(times.values())]
+    for _ in range(ROUNDS - 1):
+        for name in live:
+            times[name] = min(times[name], time_step(compiled[name]))
+    return times
 
 
 def choices() -> dict[str, Choice]:

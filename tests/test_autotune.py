@@ -99,7 +99,7 @@ def test_a_new_choice_retraces_the_compiled_step(choice_file, monkeypatch):
     params = _model().init(jax.random.key(0))
     x = _data()[0][:1]
     new = autotune.tune(
-        {"conv2d": (POLICIES, conv_kernels.DEFAULT)},
+        {"conv2d": (POLICIES, conv_kernels.default_policy())},
         lambda: jax.eval_shape(_model().apply, params, x),
         lambda: _Lowered(real_policy("conv2d", "", POLICIES, "")),
         lambda compiled: 0.5 if compiled == "shifted" else 1.0,
@@ -139,7 +139,7 @@ def test_fixed_mode_measures_and_reads_nothing(choice_file, monkeypatch):
     assert autotune.mode() == "fixed"
     result = _fit(_model())
     assert autotune.choices() == {} and json.loads(choice_file.read_text()) == {}
-    assert _same(result, _fit(_model(conv_kernels.DEFAULT)))
+    assert _same(result, _fit(_model(conv_kernels.default_policy())))
 
 
 def test_unreadable_file_is_reported_then_replaced(choice_file):

@@ -92,13 +92,14 @@ def conv2d(
     the same values: the patch matrix and one product, ``kh·kw`` products of shifted views, or
     XLA's convolution (``dx`` as the transposed convolution of ``dy`` with ``W`` flipped in
     space, its channel axes swapped; ``dW`` as the correlation of ``x`` with ``dy``). A
-    *policy* picks one per product. The default, ``"patches"``, was the fastest in a CNN's
+    *policy* picks one per product. The CPU default, ``"patches"``, was the fastest in a CNN's
     training step on a 2-core CPU: one patch matrix, shared by ``y`` and ``dW`` (its ``dW``
     product cut into a few row chunks), and XLA's transposed convolution for ``dx``; with one
     input channel the forward is ``kh·kw`` multiply-adds of shifted views. With
     ``impl="auto"`` the policy is the one measured for this layer's shapes on this host
     (`nnrs_jax.autotune`: `fit` times every policy in the real training step, once per host,
-    and keeps the winner on disk), else the default. Under ``jit`` XLA drops the ``dx`` of a
+    and keeps the winner on disk), else the default: ``"patches"`` on CPU, XLA's convolution
+    (``"xla"``) on GPUs and TPUs. Under ``jit`` XLA drops the ``dx`` of a
     first layer, whose input needs no gradient.
 
     References: Chellapilla et al. 2006, "High performance convolutional neural networks for
@@ -185,7 +186,8 @@ def conv2d(
         policy = impl
         if impl == "auto":
             signature = f"{x.shape[1:]} {x.dtype} -> {out_channels}, {g}"
-            policy = autotune.policy("conv2d", signature, POLICY_NAMES, conv_kernels.DEFAULT)
+            default = conv_kernels.default_policy()
+            policy = autotune.policy("conv2d", signature, POLICY_NAMES, default)
         return conv_kernels.candidates(policy, in_channels)
 
     def apply(params: Conv2dParams, x: jax.Array) -> jax.Array:

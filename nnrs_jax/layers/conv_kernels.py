@@ -32,13 +32,13 @@ import jax.numpy as jnp
 from jax import lax
 
 __all__ = [
-    "DEFAULT",
     "FORWARD",
     "GRAD_W",
     "GRAD_X",
     "POLICIES",
     "Geometry",
     "candidates",
+    "default_policy",
     "pad_input",
     "window_views",
 ]
@@ -246,12 +246,21 @@ POLICIES: dict[str, tuple[str, str, str]] = {
 }
 """`conv2d`'s implementations: policy -> the candidates for (forward, grad_w, grad_x).
 
-``patches`` is the default, the fastest measured in a CNN's training step on a 2-core CPU
+``patches`` is the CPU default, the fastest measured in a CNN's training step on a 2-core CPU
 (one patch matrix, shared by the forward product and ``dW``, and XLA's transposed
-convolution for ``dx``); ``xla`` is XLA's convolution throughout (cuDNN on a GPU);
-``shifted`` builds no patch matrix; ``xla_forward`` mixes them.
+convolution for ``dx``); ``xla`` is XLA's convolution throughout (cuDNN on a GPU) and the
+default on every other backend; ``shifted`` builds no patch matrix; ``xla_forward`` mixes
+them.
 """
-DEFAULT = "patches"
+
+
+def default_policy() -> str:
+    """``"patches"`` on the CPU backend, ``"xla"`` (XLA's own convolution) on GPUs and TPUs.
+
+    A measured policy must beat this one to be chosen, so on a GPU the choice is never slower
+    than XLA's convolution with cuDNN.
+    """
+    return "patches" if jax.default_backend() == "cpu" else "xla"
 
 
 def candidates(policy: str, in_channels: int) -> tuple[str, str, str]:

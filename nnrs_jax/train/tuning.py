@@ -14,12 +14,18 @@ from nnrs_jax.train.epoch import advance
 from nnrs_jax.train.state import TrainState, run_keys
 from nnrs_jax.train.step import Body
 
-__all__ = ["FAMILIES", "STEPS", "tune_step"]
+__all__ = ["SAMPLE_S", "STEPS", "families", "tune_step"]
 
-FAMILIES = {"conv2d": (tuple(conv_kernels.POLICIES), conv_kernels.DEFAULT)}
-"""The families `fit` measures: family -> (its policies, its default)."""
+
+def families() -> dict[str, tuple[tuple[str, ...], str]]:
+    """The families `fit` measures: family -> (its policies, its default on this backend)."""
+    return {"conv2d": (tuple(conv_kernels.POLICIES), conv_kernels.default_policy())}
+
+
 STEPS = 4
-"""Updates per timed run (one ``lax.scan``); a policy's time is the faster of two runs."""
+"""Updates per compiled run (one ``lax.scan``)."""
+SAMPLE_S = 0.025
+"""A time sample repeats the run until it has lasted this long (seconds)."""
 
 
 def tune_step(model: Layer, body: Body, ts: TrainState, x: Any, y: jax.Array, rows: int) -> None:
@@ -27,10 +33,9 @@ def tune_step(model: Layer, body: Body, ts: TrainState, x: Any, y: jax.Array, ro
 
     The sites are found by tracing the model's forward pass on one row (nothing runs). Each
     policy is then compiled into ``STEPS`` updates of the training step on the first ``rows``
-    examples, inside one ``lax.scan`` as in an epoch, run once to warm up and timed twice (the
-    faster kept); a policy whose warm-up already took three times the best time so far is not
-    run again. The default policy is timed first.
-    Nothing is measured in ``"fixed"`` mode.
+    examples, inside one ``lax.scan`` as in an epoch. A time sample repeats that run for at
+    least `SAMPLE_S`; the policies take turns, a warm-up sample each and `autotune.ROUNDS`
+    timed rounds, and each keeps its fastest. Nothing is measured in ``"fixed"`` mode.
     """
     if autotune.mode() == "fixed":
         return
@@ -54,18 +59,13 @@ def tune_step(model: Layer, body: Body, ts: TrainState, x: Any, y: jax.Array, ro
 
         return jax.jit(steps).lower(ts, xb, yb)
 
-    best = [float("inf")]
-
     def time_step(compiled: jax.stages.Compiled) -> float:
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(ts, xb, yb))
-        elapsed = time.perf_counter() - start
-        if elapsed < 3 * best[0]:
-            for _ in range(2):
-                start = time.perf_counter()
-                jax.block_until_ready(compiled(ts, xb, yb))
-                elapsed = min(elapsed, time.perf_counter() - start)
-        best[0] = min(best[0], elapsed)
-        return elapsed / STEPS
+        calls, total = 0, 0.0
+        while total < SAMPLE_S:
+            start = time.perf_counter()
+            jax.block_until_ready(compiled(ts, xb, yb))
+            total += time.perf_counter() - start
+            calls += 1
+        return total / (calls * STEPS)
 
-    autotune.tune(FAMILIES, trace, lower_step, time_step)
+    autotune.tune(families(), trace, lower_step, time_step)
