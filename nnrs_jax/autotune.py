@@ -34,7 +34,6 @@ changes whenever an answer can change, and `fit`'s compiled steps are keyed by i
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import functools
 import json
@@ -53,6 +52,7 @@ from nnrs_jax.checkpoint.atomic import write_atomically
 
 __all__ = [
     "MARGIN",
+    "ROUNDS",
     "Choice",
     "cache_path",
     "choices",
@@ -68,6 +68,8 @@ __all__ = [
 
 MARGIN = 0.05
 """Another policy must beat the default's time by this fraction to replace it."""
+ROUNDS = 3
+"""Timed rounds after the warm-up; each policy keeps its fastest round."""
 _MODES = ("measure", "fixed")
 _OFF = ("off", "0", "false", "no", "fixed")
 
@@ -244,8 +246,9 @@ def tune(
 ) -> dict[str, Choice]:
     """Measure the policies of every unknown site that ``trace`` reaches; store the winners.
 
-    Each policy's step is lowered with the policy forced; the programs are compiled side by
-    side in threads (XLA's compiler releases the GIL), then timed in turns (`_race`).
+    Each policy's step is lowered with the policy forced and compiled; then the programs are
+    timed in turns (`_race`). (Compiling them side by side in threads was slower on a 2-core
+    CPU: XLA's compiler already uses the cores.)
 
     Args:
         families: family -> (its policy names, its default).
@@ -278,12 +281,10 @@ def tune(
         ]
         if not unknown:
             continue
-        lowered = {}
+        compiled = {}
         for name in names:
             with forcing(family, name):
-                lowered[name] = lower_step()
-        with concurrent.futures.ThreadPoolExecutor(len(lowered)) as pool:
-            compiled = dict(zip(lowered, pool.map(lambda low: low.compile(), lowered.values())))
+                compiled[name] = lower_step().compile()
         times = _race([default, *(n for n in names if n != default)], compiled, time_step)
         best = min(times, key=times.__getitem__)
         winner = best if times[best] < (1.0 - MARGIN) * times[default] else default
@@ -295,10 +296,6 @@ def tune(
             _version += 1
         _save(new)
     return new
-
-
-ROUNDS = 3
-"""Timed rounds after the warm-up; each policy keeps its fastest round."""
 
 
 def _race(
