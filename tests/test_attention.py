@@ -200,3 +200,73 @@ def test_tiny_model_trains(causal):
     losses = np.asarray(result.history["loss"])
     assert np.all(np.isfinite(losses))
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def _padded(seed: int, dtype=jnp.float64):
+    """A batch of 3 sequences of 6 steps: 4 real steps, 6 real steps, and only padding."""
+    x = jax.random.normal(jax.random.key(seed), (3, 6, 8), dtype)
+    lengths = jnp.array([4, 6, 0])
+    return x, jnp.arange(6)[None, :] < lengths[:, None]
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_padding_mask_backward_matches_vjp(causal, dtype):
+    layer = multi_head_attention(8, 2, causal=causal, dtype=dtype)
+    x, keep = _padded(30, dtype)
+    report = nj.check_layer(layer, (x, keep), key=jax.random.key(31), rtol=TOL[dtype])
+    assert report.ok, str(report)
+    params = layer.init(jax.random.key(0))
+    grads, grad_x = layer.backward(params, (x, keep), jnp.ones_like(x))
+    assert isinstance(grads, AttentionParams)
+    assert grad_x[1] is None and grad_x[0].shape == x.shape
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_padded_positions_change_nothing_at_real_ones(causal):
+    """The real positions' outputs are those of the unpadded sequence, whatever the padding
+    holds; a sequence of padding alone gives finite outputs."""
+    layer = multi_head_attention(8, 2, causal=causal, dtype=jnp.float64)
+    params = layer.init(jax.random.key(1))
+    x, keep = _padded(32)
+    y = jax.jit(layer.apply)(params, (x, keep))
+    for b, length in enumerate((4, 6)):
+        alone = layer.apply(params, x[b : b + 1, :length])
+        np.testing.assert_allclose(y[b, :length], alone[0], rtol=1e-12, atol=1e-12)
+    noise = jax.random.normal(jax.random.key(33), x.shape, x.dtype)
+    changed = jnp.where(keep[:, :, None], x, 100.0 * noise)
+    y2 = layer.apply(params, (changed, keep))
+    np.testing.assert_array_equal(
+        jnp.where(keep[:, :, None], y2, 0), jnp.where(keep[:, :, None], y, 0)
+    )
+    assert bool(jnp.all(jnp.isfinite(y)))
+    # No gradient from a real output reaches a padded input.
+    dy = jnp.where(keep[:, :, None], jnp.ones_like(x), 0.0)
+    _, (dx, _) = layer.backward(params, (x, keep), dy)
+    assert float(jnp.max(jnp.abs(jnp.where(keep[:, :, None], 0.0, dx)))) == 0.0
+
+
+def test_all_true_mask_is_no_mask():
+    layer, params, x = _case((2, 5, 6, 3), False, jnp.float64, seed=34)
+    keep = jnp.ones(x.shape[:2], bool)
+    np.testing.assert_array_equal(layer.apply(params, (x, keep)), layer.apply(params, x))
+
+
+@pytest.mark.parametrize(
+    ("mask", "error", "match"),
+    [
+        (jnp.ones((2, 5), jnp.int32), TypeError,
+         r"multi_head_attention\(6, 3\): mask must be a boolean array \(True: a real "
+         r"position\), got int32"),
+        (jnp.ones((2, 4), bool), ValueError,
+         r"multi_head_attention\(6, 3\): mask must have shape \(batch, time\) = \(2, 5\), "
+         r"got \(2, 4\)"),
+        ([True] * 5, TypeError, r"mask must be a boolean array .*got list"),
+    ],
+)  # fmt: skip
+def test_bad_masks_name_the_layer(mask, error, match):
+    layer, params, x = _case((2, 5, 6, 3), False, jnp.float64)
+    with pytest.raises(error, match=match):
+        layer.apply(params, (x, mask))
+    with pytest.raises(TypeError, match=r"x must be an array or a pair \(x, mask\), got a tuple"):
+        layer.apply(params, (x, mask, mask))

@@ -117,7 +117,11 @@ def test_contract_breaks_raise():
     ("kwargs", "error", "match"),
     [
         ({"layer": lambda x: x}, TypeError, "check_layer: layer must be a Layer"),
-        ({"x": [[1.0, 2.0]]}, TypeError, "check_layer: x must be an array, got list"),
+        (
+            {"x": [[1.0, 2.0]]},
+            TypeError,
+            "check_layer: x must be an array or a tuple of arrays, got list",
+        ),
         ({"train": 1}, TypeError, "check_layer: train must be a bool, got"),
         ({"rtol": -1.0}, ValueError, "check_layer: rtol must be a positive number, got -1.0"),
     ],

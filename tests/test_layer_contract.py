@@ -146,3 +146,28 @@ def test_a_model_that_is_not_a_layer_points_to_the_guide(model):
 def test_the_factory_hint_names_the_call():
     with pytest.raises(TypeError, match=r"did you forget to call the factory"):
         nj.fit(nj.relu, nj.cross_entropy, nj.adam(1e-3), X, Y, key=jax.random.key(0))
+
+
+def _gated(backward) -> nj.Layer:
+    """A layer of two inputs, ``(x, keep)``: ``y = x`` where ``keep``, else 0."""
+    return nj.Layer(nj.no_params, lambda p, xk: jnp.where(xk[1], xk[0], 0.0), backward,
+                    name="gated")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("backward", "match"),
+    [
+        (lambda p, xk, dy: ((), dy), r"gated: grad_x must be a tuple of 2 entries like x, got "
+         r"an array"),
+        (lambda p, xk, dy: ((), (dy[:, :3], None)), r"gated: grad_x\[0\] must have the shape and "
+         r"dtype of x\[0\] \(8, 16\) float32, got an array of shape \(8, 3\)"),
+        (lambda p, xk, dy: ((), (dy, jnp.zeros((8, 16)))), r"gated: grad_x\[1\] must be None "
+         r"\(x\[1\] is not floating\), got an array"),
+    ],
+)  # fmt: skip
+def test_a_layer_of_several_inputs_returns_their_gradients_like_x(backward, match):
+    keep = X > 0
+    with pytest.raises(nj.LayerContractError, match=match):
+        _gated(backward).backward((), (X, keep), X)
+    good = _gated(lambda p, xk, dy: ((), (jnp.where(xk[1], dy, 0.0), None)))
+    assert nj.check_layer(good, (X, keep)).ok

@@ -22,11 +22,13 @@ def _sigmoid(a: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-a))
 
 
-def _numpy_lstm(p: LSTMParams, x: np.ndarray) -> np.ndarray:
-    """Every h_t of the documented LSTM equations, one step at a time."""
+def _numpy_lstm(p: LSTMParams, x: np.ndarray, h0=None, c0=None) -> np.ndarray:
+    """Every h_t of the documented LSTM equations, one step at a time (zero state by default)."""
     w_x, w_h, b = (np.asarray(a, np.float64) for a in p)
     hidden = w_h.shape[0]
     h = c = np.zeros((x.shape[0], hidden))
+    if h0 is not None:
+        h, c = np.asarray(h0, np.float64), np.asarray(c0, np.float64)
     out = []
     for t in range(x.shape[1]):
         z = x[:, t] @ w_x + h @ w_h + b
@@ -37,11 +39,11 @@ def _numpy_lstm(p: LSTMParams, x: np.ndarray) -> np.ndarray:
     return np.stack(out, axis=1)
 
 
-def _numpy_gru(p: GRUParams, x: np.ndarray) -> np.ndarray:
+def _numpy_gru(p: GRUParams, x: np.ndarray, h0=None) -> np.ndarray:
     """Every h_t of the documented GRU equations (reset applied after the recurrent product)."""
     w_x, w_h, b_x, b_h = (np.asarray(a, np.float64) for a in p)
     hidden = w_h.shape[0]
-    h = np.zeros((x.shape[0], hidden))
+    h = np.zeros((x.shape[0], hidden)) if h0 is None else np.asarray(h0, np.float64)
     out = []
     for t in range(x.shape[1]):
         a, u = x[:, t] @ w_x + b_x, h @ w_h + b_h
@@ -236,3 +238,92 @@ def test_a_small_sequence_model_learns(kind):
     loss = result.history["loss"]
     assert np.all(np.isfinite(loss))
     assert loss[-1] < 0.25 * loss[0], loss
+
+
+def _with_state(kind: str, x: jax.Array, hidden: int, seed: int):
+    """``(x, (h0, c0))`` for lstm, ``(x, h0)`` for gru, with random initial states."""
+    h0, c0 = jax.random.normal(jax.random.key(seed), (2, x.shape[0], hidden), x.dtype)
+    return (x, (h0, c0)) if kind == "lstm" else (x, h0)
+
+
+@pytest.mark.parametrize("kind", FACTORIES)
+def test_initial_state_forward_matches_the_equations(kind):
+    layer = FACTORIES[kind](3, 4, return_sequences=True, dtype=jnp.float64)
+    params = _random_params(layer.init(jax.random.key(0)), 11)
+    x = jax.random.normal(jax.random.key(12), (2, 5, 3), jnp.float64)
+    inputs = _with_state(kind, x, 4, 13)
+    state = inputs[1] if kind == "lstm" else (inputs[1],)
+    want = REFERENCES[kind](params, np.asarray(x), *state)
+    np.testing.assert_allclose(layer.apply(params, inputs), want, rtol=1e-12, atol=1e-12)
+    # A zero initial state is the default one, bit for bit.
+    zeros = jax.tree.map(jnp.zeros_like, inputs[1])
+    assert np.array_equal(layer.apply(params, (x, zeros)), layer.apply(params, x))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("return_sequences", [False, True], ids=["last", "sequences"])
+@pytest.mark.parametrize("kind", FACTORIES)
+def test_initial_state_gradients_match_vjp(kind, return_sequences, dtype):
+    layer = FACTORIES[kind](3, 4, return_sequences=return_sequences, dtype=dtype)
+    params = _random_params(layer.init(jax.random.key(0)), 14)
+    inputs = _with_state(kind, jax.random.normal(jax.random.key(15), (3, 5, 3), dtype), 4, 16)
+    report = nj.check_layer(layer, inputs, params=params, rtol=TOL[dtype])
+    assert report.ok, str(report)
+    names = {"grad_x[0]", "grad_x[1][0]", "grad_x[1][1]"} if kind == "lstm" else {
+        "grad_x[0]", "grad_x[1]"}  # fmt: skip
+    assert names <= set(report.errors)
+    dy = jnp.ones((3, 5, 4) if return_sequences else (3, 4), dtype)
+    _, (dx, d_state) = layer.backward(params, inputs, dy)
+    assert dx.shape == (3, 5, 3)
+    assert jax.tree.structure(d_state) == jax.tree.structure(inputs[1])
+    assert all(float(jnp.max(jnp.abs(d))) > 0 for d in jax.tree.leaves(d_state))
+
+
+@pytest.mark.parametrize("kind", FACTORIES)
+def test_initial_state_under_jit_and_vmap(kind):
+    layer = FACTORIES[kind](3, 4, return_sequences=True, dtype=jnp.float64)
+    params = _random_params(layer.init(jax.random.key(0)), 17)
+    xs = jax.random.normal(jax.random.key(18), (3, 2, 5, 3), jnp.float64)
+    inputs = [_with_state(kind, x, 4, 19 + i) for i, x in enumerate(xs)]
+    dys = jax.random.normal(jax.random.key(20), (3, 2, 5, 4), jnp.float64)
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *inputs)
+    got = jax.jit(jax.vmap(layer.backward, in_axes=(None, 0, 0)))(params, stacked, dys)
+    for i in range(3):
+        want = jax.vjp(layer.apply, params, inputs[i])[1](dys[i])
+        assert rel_err(jax.tree.map(lambda a, i=i: a[i], got), want) <= 1e-10
+
+
+def test_gru_runs_in_chunks_carrying_its_state():
+    """A sequence cut in two, the second half started from the first half's last h, gives the
+    whole sequence's outputs (truncated backpropagation through time streams this way)."""
+    layer = gru(3, 4, return_sequences=True, dtype=jnp.float64)
+    params = _random_params(layer.init(jax.random.key(0)), 21)
+    x = jax.random.normal(jax.random.key(22), (2, 8, 3), jnp.float64)
+    whole = layer.apply(params, x)
+    first = layer.apply(params, x[:, :5])
+    second = layer.apply(params, (x[:, 5:], first[:, -1]))
+    np.testing.assert_allclose(jnp.concatenate([first, second], axis=1), whole, rtol=1e-13)
+
+
+@pytest.mark.parametrize(
+    ("kind", "state", "error", "match"),
+    [
+        ("lstm", lambda h: (h,), TypeError, r"lstm\(3, 4\): x must be an array or a pair "
+         r"\(x, \(h0, c0\)\): the initial state must be \(h0, c0\), got tuple"),
+        ("lstm", lambda h: (h, h[:, :3]), ValueError,
+         r"lstm\(3, 4\): c0 must have shape \(batch, hidden\) = \(2, 4\), got \(2, 3\)"),
+        ("lstm", lambda h: (h, h.astype(jnp.float32)), TypeError,
+         r"lstm\(3, 4\): c0 must have x's dtype float64, got float32"),
+        ("gru", lambda h: h[None], ValueError,
+         r"gru\(3, 4\): h0 must have shape \(batch, hidden\) = \(2, 4\), got \(1, 2, 4\)"),
+        ("gru", lambda h: [h], TypeError, r"gru\(3, 4\): h0 must be an array, got list"),
+    ],
+)  # fmt: skip
+def test_bad_initial_states_name_the_layer(kind, state, error, match):
+    layer = FACTORIES[kind](3, 4, dtype=jnp.float64)
+    params = layer.init(jax.random.key(0))
+    x = jnp.zeros((2, 5, 3), jnp.float64)
+    with pytest.raises(error, match=match):
+        layer.apply(params, (x, state(jnp.zeros((2, 4), jnp.float64))))
+    with pytest.raises(TypeError, match=rf"{kind}\(3, 4\): x must be an array or a pair"):
+        layer.apply(params, (x, x, x))

@@ -68,23 +68,32 @@ def multi_head_attention(
         O = P·V                                                (batch, time, heads, d)
         y = concat_heads(O)·W_o + b_o                          (batch, time, dim)
 
+    With a padding mask, ``x`` is the pair ``(x, mask)``, ``mask`` boolean ``(batch, time)``
+    and True at the real positions (Flax's and equinox's convention; PyTorch's
+    ``key_padding_mask`` is its negation); no query attends to a padded key::
+
+        S[b, :, i, j] = min_float for mask[b, j] False       (the dtype's most negative value)
+
     The softmax subtracts each row's maximum; a masked entry gives ``P = 0`` exactly (the
-    diagonal is never masked, so every row has a finite maximum and no NaN arises).
+    causal diagonal is never masked, so every row has a finite maximum and no NaN arises; a
+    row whose every key is padding averages over them all). The outputs at padded query
+    positions are computed like any other and mean nothing: mask them out of the loss or the
+    pooling.
 
     Backward, given ``dy = ∂L/∂y`` ``(batch, time, dim)``, recomputing the forward::
 
         dW_o = Σ_batch,time concat_heads(O)ᵀ·dy     db_o = Σ_batch,time dy
         dO = dy·W_oᵀ, split into heads
         dP = dO·Vᵀ                dV = Pᵀ·dO
-        dS = P ⊙ (dP − Σ_j dP ⊙ P)        (the softmax Jacobian; masked entries get 0)
+        dS = P ⊙ (dP − Σ_j dP ⊙ P)        (the softmax Jacobian; masked entries set to 0)
                                            (Σ_j dP_ij·P_ij = Σ_c dO_ic·O_ic: over d, not time)
         dQ = dS·K / √d            dK = dSᵀ·Q / √d
         dqkv = [dQ | dK | dV]
         dW_qkv = Σ_batch,time xᵀ·dqkv     db_qkv = Σ_batch,time dqkv     dx = dqkv·W_qkvᵀ
 
+    With a mask, ``grad_x`` is the pair ``(dx, None)``: the mask gets no gradient.
+
     Reference: Vaswani et al. 2017, "Attention Is All You Need", sections 3.2.1 and 3.2.2.
-    The layer has no padding mask: every position of every sequence is attended to (pad
-    sequences to one length and mask their loss, or feed sequences of equal length).
 
     Args:
         dim: the features per position (the model width), a positive int.
@@ -97,8 +106,8 @@ def multi_head_attention(
         dtype: dtype of the parameters, float32 by default; ``x`` must have the same.
 
     Returns:
-        A `nnrs_jax.Layer` mapping ``(batch, time, dim)`` to ``(batch, time, dim)``, with
-        `AttentionParams`.
+        A `nnrs_jax.Layer` mapping ``(batch, time, dim)``, or ``(x, mask)``, to ``(batch,
+        time, dim)``, with `AttentionParams`.
 
     Raises:
         TypeError: an argument has the wrong type, or ``dtype`` is not floating.
@@ -152,8 +161,26 @@ def multi_head_attention(
         rows = jnp.arange(time)
         return (rows[None, :] <= rows[:, None])[None, None, :, :]
 
-    def run(params: AttentionParams, x: jax.Array) -> _Forward:
+    def split(x: jax.Array | tuple) -> tuple[jax.Array, jax.Array | None]:
+        """``x`` or ``(x, padding)``, checked: the sequence and the boolean padding mask."""
+        if type(x) is not tuple:
+            check_sequence(name, x, dim)
+            return x, None
+        if len(x) != 2:
+            raise TypeError(f"{name}: x must be an array or a pair (x, mask), got a tuple of "
+                            f"{len(x)}")  # fmt: skip
+        x, keep = x
         check_sequence(name, x, dim)
+        if not (hasattr(keep, "shape") and hasattr(keep, "dtype")) or keep.dtype != jnp.bool_:
+            got = keep.dtype if hasattr(keep, "dtype") else type(keep).__name__
+            raise TypeError(f"{name}: mask must be a boolean array (True: a real position), "
+                            f"got {got}")  # fmt: skip
+        if tuple(keep.shape) != tuple(x.shape[:2]):
+            raise ValueError(f"{name}: mask must have shape (batch, time) = {tuple(x.shape[:2])}, "
+                             f"got {tuple(keep.shape)}")  # fmt: skip
+        return x, keep
+
+    def run(params: AttentionParams, x: jax.Array, keep: jax.Array | None) -> _Forward:
         if x.dtype != params.w_qkv.dtype:
             raise TypeError(
                 f"{name}: x must have the dtype of the parameters {params.w_qkv.dtype}, "
@@ -166,6 +193,10 @@ def multi_head_attention(
         s = jnp.einsum("bihc,bjhc->bhij", q, k) * scale
         if causal:
             s = jnp.where(mask(time), s, -jnp.inf)
+        if keep is not None:
+            # The most negative finite value, not −∞: a query with no real key left (a whole
+            # sequence of padding) then averages over every key instead of giving NaN.
+            s = jnp.where(keep[:, None, None, :], s, jnp.finfo(s.dtype).min)
         s_max = jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True))
         e = jnp.exp(s - s_max)
         p = e * (1 / jnp.sum(e, axis=-1, keepdims=True))
@@ -173,13 +204,15 @@ def multi_head_attention(
         y = jnp.einsum("btd,de->bte", o, params.w_o) + params.b_o[None, None, :]
         return _Forward(q, k, v, p, o, y)
 
-    def apply(params: AttentionParams, x: jax.Array) -> jax.Array:
-        return run(params, x).y
+    def apply(params: AttentionParams, x: jax.Array | tuple) -> jax.Array:
+        return run(params, *split(x)).y
 
     def backward(
-        params: AttentionParams, x: jax.Array, grad_y: jax.Array
-    ) -> tuple[AttentionParams, jax.Array]:
-        fwd = run(params, x)
+        params: AttentionParams, x: jax.Array | tuple, grad_y: jax.Array
+    ) -> tuple[AttentionParams, jax.Array | tuple]:
+        given = type(x) is tuple
+        x, keep = split(x)
+        fwd = run(params, x, keep)
         check_grad_shape(name, grad_y, tuple(x.shape))
         batch, time, _ = x.shape
         grad_w_o = jnp.einsum("btd,bte->de", fwd.o, grad_y)
@@ -193,13 +226,16 @@ def multi_head_attention(
         grad_s = fwd.p * (grad_p - row)
         if causal:
             grad_s = jnp.where(mask(time), grad_s, jnp.zeros_like(grad_s))
+        if keep is not None:  # the constant of a padded entry gets no gradient
+            grad_s = jnp.where(keep[:, None, None, :], grad_s, jnp.zeros_like(grad_s))
         grad_q = jnp.einsum("bhij,bjhc->bihc", grad_s, fwd.k) * scale
         grad_k = jnp.einsum("bhij,bihc->bjhc", grad_s, fwd.q) * scale
         grad_qkv = jnp.stack([grad_q, grad_k, grad_v], axis=2).reshape(batch, time, 3 * dim)
         grad_w_qkv = jnp.einsum("btd,bte->de", x, grad_qkv)
         grad_b_qkv = jnp.sum(grad_qkv, axis=(0, 1))
         grad_x = jnp.einsum("bte,de->btd", grad_qkv, params.w_qkv)
-        return AttentionParams(grad_w_qkv, grad_b_qkv, grad_w_o, grad_b_o), grad_x
+        grads = AttentionParams(grad_w_qkv, grad_b_qkv, grad_w_o, grad_b_o)
+        return grads, ((grad_x, None) if given else grad_x)
 
     penalty = weight_penalty(caller, regularizer, ("w_qkv", "w_o"))
     return Layer(init_params, apply, backward, name=name, penalty=penalty)

@@ -76,33 +76,39 @@ class LayerCheck(NamedTuple):
         return "\n".join(lines)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _floating(leaf: Any) -> bool:
+    return jnp.issubdtype(leaf.dtype, jnp.floating)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
 def _compare(
     layer: Any,
     train: bool,
-    differentiable_x: bool,
     params: Params,
-    x: jax.Array,
+    x: Any,
     state: State,
     dy_key: PRNGKey,
     run_key: PRNGKey,
 ) -> tuple[Any, Any]:
     """The hand-written ``(grad_params, grad_x)`` and ``jax.vjp``'s, for one cotangent.
 
-    Compiled once per equal layer and input shapes (the layer is a static argument).
+    ``x`` is an array or a tuple of them; ``jax.vjp`` differentiates its floating leaves only,
+    and the reference ``grad_x`` is the list of those leaves' gradients. Compiled once per
+    equal layer and input shapes (the layer is a static argument).
     """
+    leaves, tree = jax.tree.flatten(x)
+    which = [i for i, leaf in enumerate(leaves) if _floating(leaf)]
 
-    def fn(p: Params, a: jax.Array) -> jax.Array:
+    def fn(p: Params, floating: list[jax.Array]) -> jax.Array:
+        full = list(leaves)
+        for i, leaf in zip(which, floating):
+            full[i] = leaf
+        a = jax.tree.unflatten(tree, full)
         return layer.forward(p, a, state=state, key=run_key, train=train)[0]
 
-    if differentiable_x:
-        y, pullback = jax.vjp(fn, params, x)
-        dy = jax.random.normal(dy_key, y.shape, y.dtype)
-        ref = pullback(dy)
-    else:
-        y, pullback = jax.vjp(lambda p: fn(p, x), params)
-        dy = jax.random.normal(dy_key, y.shape, y.dtype)
-        ref = (pullback(dy)[0], None)
+    y, pullback = jax.vjp(fn, params, [leaves[i] for i in which])
+    dy = jax.random.normal(dy_key, y.shape, y.dtype)
+    ref = pullback(dy)
     got = layer.backward(params, x, dy, state=state, key=run_key, train=train)
     return got, ref
 
@@ -129,12 +135,14 @@ def check_layer(
     dtype's machine epsilon: a plain relative error, except that a difference at the rounding
     level of the whole layer (``16·ε·G``) counts as exactly ``rtol``, so a gradient that is
     zero in theory (a bias right before `batch_norm` in training) passes. ``grad_x`` is
-    compared when ``x`` is floating. The layer's contract is checked on the way
-    (`nnrs_jax.layers.contract`).
+    compared when ``x`` is floating; for a layer with several inputs (a tuple ``x``, e.g.
+    ``(x, mask)``), each floating entry's gradient is. The layer's contract is checked on the
+    way (`nnrs_jax.layers.contract`).
 
     Args:
         layer: the `nnrs_jax.Layer` to check.
-        x: an input batch; float64 (with ``jax_enable_x64``) makes the check sharpest.
+        x: an input batch, or a tuple of inputs; float64 (with ``jax_enable_x64``) makes the
+            check sharpest.
         params: the parameters; ``layer.init`` of a key split from ``key`` by default.
         key: PRNG key for the default params, the cotangent and the layer's own randomness
             (dropout); ``jax.random.key(0)`` by default.
@@ -147,7 +155,8 @@ def check_layer(
         A `LayerCheck`: ``.ok``, ``.max_error``, ``.rtol`` and ``.errors`` per gradient.
 
     Raises:
-        TypeError: ``layer`` is not a `Layer`, ``x`` is not an array, ``train`` not a bool.
+        TypeError: ``layer`` is not a `Layer`, ``x`` is not an array or a tuple of arrays,
+            ``train`` not a bool.
         nnrs_jax.layers.contract.LayerContractError: the layer breaks the layer contract.
 
     Examples:
@@ -157,8 +166,11 @@ def check_layer(
         (True, ['grad_x', 'params.b', 'params.w'])
     """
     layer = check_model("check_layer", layer, "layer")
-    if not (hasattr(x, "shape") and hasattr(x, "dtype")):
-        raise TypeError(f"check_layer: x must be an array, got {type(x).__name__}")
+    leaves = jax.tree.leaves(x) if type(x) is tuple else [x]
+    if not leaves or not all(hasattr(a, "shape") and hasattr(a, "dtype") for a in leaves):
+        raise TypeError(
+            f"check_layer: x must be an array or a tuple of arrays, got {type(x).__name__}"
+        )
     train = check_bool("check_layer", "train", train)
     key = jax.random.key(0) if key is None else key
     init_key, dy_key, run_key = jax.random.split(key, 3)
@@ -166,17 +178,21 @@ def check_layer(
         params = layer.init(init_key)
     if state is None:
         state = layer.init_state()
-    x = jnp.asarray(x)
+    x = jax.tree.map(jnp.asarray, x)
     if rtol is None:
         rtol = default_rtol(params, x)
     elif not (isinstance(rtol, (int, float)) and rtol > 0):
         raise ValueError(f"check_layer: rtol must be a positive number, got {rtol!r}")
-    differentiable_x = jnp.issubdtype(x.dtype, jnp.floating)
-
     (grad_params, grad_x), (ref_params, ref_x) = _compare(
-        layer, train, differentiable_x, params, x, state, dy_key, run_key
+        layer, train, params, x, state, dy_key, run_key
     )
-    pairs = [("grad_x", grad_x, ref_x)] if differentiable_x else []
+    # grad_x's entries at x's floating leaves (None marks the others in a tuple grad_x).
+    x_paths, _ = jax.tree_util.tree_flatten_with_path(x)
+    x_leaves = [leaf for _, leaf in x_paths]
+    got_x = jax.tree.leaves(grad_x, is_leaf=lambda v: v is None)
+    names = ["grad_x" + jax.tree_util.keystr(path) for path, _ in x_paths]
+    floating = [i for i, leaf in enumerate(x_leaves) if _floating(leaf)]
+    pairs = [(names[i], got_x[i], ref) for i, ref in zip(floating, ref_x)]
     got_leaves = jax.tree_util.tree_flatten_with_path(grad_params)[0]
     for (path, got), ref in zip(got_leaves, jax.tree.leaves(ref_params)):
         pairs.append(("params" + jax.tree_util.keystr(path), got, ref))

@@ -12,7 +12,10 @@ The contract:
 * ``backward(params, x, grad_y, *, state, key, train)`` returns a pair ``(grad_params,
   grad_x)``: ``grad_params`` has exactly the tree of ``params`` (same structure, every leaf the
   same shape and dtype: a per-feature parameter's gradient is summed over the batch) and, when
-  ``x`` is an array, ``grad_x`` has the shape and dtype of ``x``.
+  ``x`` is an array, ``grad_x`` has the shape and dtype of ``x``. A layer with several
+  inputs takes a plain tuple ``x`` (``(x, mask)``, ``(x, h0)``); its ``grad_x`` is a tuple of the
+  same structure, with the gradient of each floating entry (same shape and dtype) and ``None``
+  for each integer or boolean one.
 """
 
 from __future__ import annotations
@@ -86,10 +89,37 @@ def check_forward_result(name: str, state: Any, result: Any) -> tuple[Any, Any]:
     return y, new_state
 
 
+def _is_array(value: Any) -> bool:
+    return hasattr(value, "shape") and hasattr(value, "dtype")
+
+
+def _check_input_tuple(name: str, x: tuple, grad_x: Any) -> None:
+    """A tuple ``x``: ``grad_x`` a tuple like it, an array per floating entry, else ``None``."""
+    if not isinstance(grad_x, tuple) or len(grad_x) != len(x):
+        raise LayerContractError(
+            f"{name}: grad_x must be a tuple of {len(x)} entries like x, got {_describe(grad_x)}"
+        )
+    for i, (a, g) in enumerate(zip(x, grad_x)):
+        if type(a) is tuple:
+            _check_input_tuple(name, a, g)
+        elif _is_array(a) and jnp.issubdtype(a.dtype, jnp.floating):
+            if not _is_array(g) or tuple(g.shape) != tuple(a.shape) or g.dtype != a.dtype:
+                raise LayerContractError(
+                    f"{name}: grad_x[{i}] must have the shape and dtype of x[{i}] "
+                    f"{tuple(a.shape)} {a.dtype}, got {_describe(g)}"
+                )
+        elif g is not None:
+            raise LayerContractError(
+                f"{name}: grad_x[{i}] must be None (x[{i}] is not floating), got {_describe(g)}"
+            )
+
+
 def check_backward_result(name: str, params: Any, x: Any, result: Any) -> tuple[Any, Any]:
     """``result`` as ``(grad_params, grad_x)`` after checking it against the contract."""
     grad_params, grad_x = _pair(name, "backward", "(grad_params, grad_x)", result)
     _same_tree(name, "grad_params", "params", grad_params, params)
+    if type(x) is tuple:  # several inputs; a NamedTuple (dense's Pretransposed) is one input
+        _check_input_tuple(name, x, grad_x)
     if hasattr(x, "shape") and hasattr(x, "dtype"):
         if not (hasattr(grad_x, "shape") and hasattr(grad_x, "dtype")):
             raise LayerContractError(

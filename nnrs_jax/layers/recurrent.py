@@ -1,8 +1,9 @@
 """Recurrent layers `lstm` and `gru`: a ``lax.scan`` over time, backpropagated through time.
 
 Both take a batch of sequences ``x`` ``(batch, time, in_features)``, start from a zero state
-and return the last hidden state ``(batch, hidden)``, or every hidden state ``(batch, time,
-hidden)`` with ``return_sequences=True`` (to stack recurrent layers).
+(or from one given with ``x``: ``(x, (h0, c0))``, ``(x, h0)``) and return the last hidden
+state ``(batch, hidden)``, or every hidden state ``(batch, time, hidden)`` with
+``return_sequences=True`` (to stack recurrent layers).
 
 The backward pass is written by hand (backpropagation through time): it reruns the forward
 scan keeping each step's gate activations, then runs a reverse ``lax.scan`` carrying the
@@ -14,7 +15,7 @@ by ``W_h`` (forward) or ``W_hᵀ`` (backward).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -98,9 +99,40 @@ def _sigmoid_grad(s: jax.Array) -> jax.Array:
     return s * (1 - s)
 
 
-def _previous(seq: jax.Array) -> jax.Array:
-    """``(time, batch, n)``: the states before each step, the zero initial state first."""
-    return jnp.concatenate([jnp.zeros_like(seq[:1]), seq[:-1]], axis=0)
+def _previous(seq: jax.Array, first: jax.Array) -> jax.Array:
+    """``(time, batch, n)``: the states before each step, the initial state ``first`` first."""
+    return jnp.concatenate([first[None], seq[:-1]], axis=0)
+
+
+def _split(name: str, x: Any, in_features: int, hidden: int, parts: tuple[str, ...]):
+    """``x`` or ``(x, initial state)``: the sequence and the state's arrays (zeros if absent).
+
+    ``parts`` names the state's arrays: ``("h0",)`` for `gru` (``(x, h0)``), ``("h0", "c0")``
+    for `lstm` (``(x, (h0, c0))``); each must be ``(batch, hidden)`` with ``x``'s dtype.
+    """
+    form = "(x, h0)" if len(parts) == 1 else "(x, (h0, c0))"
+    if type(x) is not tuple:
+        check_sequence(name, x, in_features)
+        zeros = jnp.zeros((x.shape[0], hidden), x.dtype)
+        return x, (zeros,) * len(parts), False
+    if len(x) != 2:
+        raise TypeError(f"{name}: x must be an array or a pair {form}, got a tuple of {len(x)}")
+    seq, init = x
+    check_sequence(name, seq, in_features)
+    states = (init,) if len(parts) == 1 else init
+    if type(states) is not tuple or len(states) != len(parts):
+        raise TypeError(f"{name}: x must be an array or a pair {form}: the initial state must "
+                        f"be {form[4:-1]}, got {type(init).__name__}")  # fmt: skip
+    want = (seq.shape[0], hidden)
+    for label, a in zip(parts, states):
+        if not (hasattr(a, "shape") and hasattr(a, "dtype")):
+            raise TypeError(f"{name}: {label} must be an array, got {type(a).__name__}")
+        if tuple(a.shape) != want:
+            raise ValueError(f"{name}: {label} must have shape (batch, hidden) = {want}, "
+                             f"got {tuple(a.shape)}")  # fmt: skip
+        if a.dtype != seq.dtype:
+            raise TypeError(f"{name}: {label} must have x's dtype {seq.dtype}, got {a.dtype}")
+    return seq, states, True
 
 
 def _reverse_inputs(
@@ -134,7 +166,8 @@ def lstm(
 ) -> Layer:
     """Long short-term memory layer with a forget gate (no peepholes).
 
-    Forward, for ``t = 1..T`` from ``h_0 = c_0 = 0``, with ``x_t`` ``(batch, in_features)``::
+    Forward, for ``t = 1..T`` from ``h_0 = c_0 = 0`` (or the state given with ``x``, see
+    below), with ``x_t`` ``(batch, in_features)``::
 
         z_t = x_t·W_x + h_{t−1}·W_h + b          (batch, 4·hidden), split into i, f, g, o
         i_t = σ(z_i)   f_t = σ(z_f)   g_t = tanh(z_g)   o_t = σ(z_o)
@@ -160,6 +193,9 @@ def lstm(
 
     then, over all steps at once: ``dW_x = Σ_t x_tᵀ·dz_t``, ``dW_h = Σ_t h_{t−1}ᵀ·dz_t``,
     ``db = Σ_t Σ_batch dz_t`` and ``dx_t = dz_t·W_xᵀ``.
+
+    Initial state: ``x`` may be the pair ``(x, (h0, c0))``, ``h0`` and ``c0`` ``(batch,
+    hidden)``; ``grad_x`` is then ``(dx, (dh0, dc0))``, the reverse scan's last carry.
 
     Reference: Hochreiter & Schmidhuber 1997, "Long Short-Term Memory"; the forget gate from
     Gers, Schmidhuber & Cummins 2000, "Learning to Forget: Continual Prediction with LSTM".
@@ -208,7 +244,7 @@ def lstm(
             b=b,
         )
 
-    def scan_forward(params: LSTMParams, x: jax.Array, keep: bool) -> jax.Array:
+    def scan_forward(params: LSTMParams, x: jax.Array, init: tuple, keep: bool) -> jax.Array:
         """Per step (time first): ``h`` ``(time, batch, hidden)``, or with ``keep`` every
         step's ``[h, c, i, f, g, o]`` side by side, ``(time, batch, 6·hidden)``.
 
@@ -216,7 +252,6 @@ def lstm(
         and the one `backward` reruns are the same computation, which XLA computes once per
         training step. Only ``h`` is kept otherwise (inference, the last step alone).
         """
-        zeros = jnp.zeros((x.shape[0], h), x.dtype)
 
         def step(carry: tuple, x_t: jax.Array) -> tuple:
             h_prev, c_prev = carry
@@ -229,13 +264,13 @@ def lstm(
             h_t = o * jnp.tanh(c)
             return (h_t, c), (jnp.concatenate([h_t, c, i, f, g, o], axis=1) if keep else h_t)
 
-        return jax.lax.scan(step, (zeros, zeros), jnp.swapaxes(x, 0, 1))[1]
+        return jax.lax.scan(step, init, jnp.swapaxes(x, 0, 1))[1]
 
     def forward(
         params: LSTMParams, x: jax.Array, *, state: None, key: jax.Array | None, train: bool
     ) -> tuple[jax.Array, None]:
-        check_sequence(name, x, in_features)
-        hs = scan_forward(params, x, keep=train)[:, :, :h]
+        seq, init, _ = _split(name, x, in_features, h, ("h0", "c0"))
+        hs = scan_forward(params, seq, init, keep=train)[:, :, :h]
         return (jnp.swapaxes(hs, 0, 1) if return_sequences else hs[-1]), state
 
     def backward(
@@ -247,9 +282,9 @@ def lstm(
         key: jax.Array | None,
         train: bool,
     ) -> tuple[LSTMParams, jax.Array]:
-        check_sequence(name, x, in_features)
+        x, (h0, c0), given = _split(name, x, in_features, h, ("h0", "c0"))
         check_grad_shape(name, grad_y, _output_shape(x, h, return_sequences))
-        saved = scan_forward(params, x, keep=True)
+        saved = scan_forward(params, x, (h0, c0), keep=True)
         hs, cs, *gates = (saved[:, :, k * h : (k + 1) * h] for k in range(6))
         dh_last, dh_seq = _reverse_inputs(grad_y, return_sequences)
 
@@ -272,14 +307,15 @@ def lstm(
 
         # Wₕᵀ made once, row-major, for the product of every step.
         w_h_t = jax.lax.optimization_barrier(params.w_h.T)
-        steps = (dh_seq, tuple(gates), cs, _previous(cs))
-        _, dz = jax.lax.scan(step, (dh_last, jnp.zeros_like(dh_last)), steps, reverse=True)
+        steps = (dh_seq, tuple(gates), cs, _previous(cs, c0))
+        d0, dz = jax.lax.scan(step, (dh_last, jnp.zeros_like(dh_last)), steps, reverse=True)
         grads = LSTMParams(
             w_x=jnp.einsum("btf,tbg->fg", x, dz),
-            w_h=jnp.einsum("tbk,tbg->kg", _previous(hs), dz),
+            w_h=jnp.einsum("tbk,tbg->kg", _previous(hs, h0), dz),
             b=jnp.sum(dz, axis=(0, 1)),
         )
-        return grads, jnp.einsum("tbg,fg->btf", dz, params.w_x)
+        grad_x = jnp.einsum("tbg,fg->btf", dz, params.w_x)
+        return grads, ((grad_x, d0) if given else grad_x)
 
     penalty = weight_penalty("lstm", regularizer, ("w_x", "w_h"))
     return Layer.context(init_params, forward, backward, name=name, penalty=penalty)
@@ -297,7 +333,8 @@ def gru(
 ) -> Layer:
     """Gated recurrent unit layer, PyTorch's and Flax's variant (reset after the matmul).
 
-    Forward, for ``t = 1..T`` from ``h_0 = 0``, with ``x_t`` ``(batch, in_features)``, the
+    Forward, for ``t = 1..T`` from ``h_0 = 0`` (or ``h0`` given as ``x = (x, h0)``, ``(batch,
+    hidden)``; ``grad_x`` is then ``(dx, dh0)``), with ``x_t`` ``(batch, in_features)``, the
     input part ``a_t = x_t·W_x + b_x`` and the recurrent part ``u_t = h_{t−1}·W_h + b_h``,
     both ``(batch, 3·hidden)`` and split into ``r, z, n`` blocks::
 
@@ -368,7 +405,9 @@ def gru(
             b_h=jnp.zeros((3 * h,), dtype),
         )
 
-    def scan_forward(params: GRUParams, x: jax.Array, keep: bool) -> tuple[jax.Array, tuple]:
+    def scan_forward(
+        params: GRUParams, x: jax.Array, h0: jax.Array, keep: bool
+    ) -> tuple[jax.Array, tuple]:
         """The last ``h``, and per step (time first) ``h`` and ``[r, z, n, u_n]`` if ``keep``."""
         xw = jnp.einsum("btf,fg->tbg", x, params.w_x) + params.b_x[None, None, :]
 
@@ -383,18 +422,17 @@ def gru(
                 return h_t, (h_t, jnp.concatenate([r, z, n, u_n], axis=1))
             return h_t, (h_t if return_sequences else ())
 
-        h0 = jnp.zeros((xw.shape[1], h), xw.dtype)
         return jax.lax.scan(step, h0, xw)
 
-    def apply(params: GRUParams, x: jax.Array) -> jax.Array:
-        check_sequence(name, x, in_features)
-        h_last, hs = scan_forward(params, x, keep=False)
+    def apply(params: GRUParams, x: jax.Array | tuple) -> jax.Array:
+        seq, (h0,), _ = _split(name, x, in_features, h, ("h0",))
+        h_last, hs = scan_forward(params, seq, h0, keep=False)
         return jnp.swapaxes(hs, 0, 1) if return_sequences else h_last
 
-    def backward(params: GRUParams, x: jax.Array, grad_y: jax.Array) -> tuple[GRUParams, jax.Array]:
-        check_sequence(name, x, in_features)
+    def backward(params: GRUParams, x: jax.Array | tuple, grad_y: jax.Array) -> tuple:
+        x, (h0,), given = _split(name, x, in_features, h, ("h0",))
         check_grad_shape(name, grad_y, _output_shape(x, h, return_sequences))
-        _, (hs, acts) = scan_forward(params, x, keep=True)
+        _, (hs, acts) = scan_forward(params, x, h0, keep=True)
         dh_last, dh_seq = _reverse_inputs(grad_y, return_sequences)
 
         def step(dh: jax.Array, inputs: tuple) -> tuple:
@@ -408,16 +446,17 @@ def gru(
             du = jnp.concatenate([dr, dz, dn * r], axis=1)
             return dh * z + du @ params.w_h.T, (da, du)
 
-        h_prevs = _previous(hs)
+        h_prevs = _previous(hs, h0)
         steps = (dh_seq, acts, h_prevs)
-        _, (da, du) = jax.lax.scan(step, dh_last, steps, reverse=True)
+        dh0, (da, du) = jax.lax.scan(step, dh_last, steps, reverse=True)
         grads = GRUParams(
             w_x=jnp.einsum("btf,tbg->fg", x, da),
             w_h=jnp.einsum("tbk,tbg->kg", h_prevs, du),
             b_x=jnp.sum(da, axis=(0, 1)),
             b_h=jnp.sum(du, axis=(0, 1)),
         )
-        return grads, jnp.einsum("tbg,fg->btf", da, params.w_x)
+        grad_x = jnp.einsum("tbg,fg->btf", da, params.w_x)
+        return grads, ((grad_x, dh0) if given else grad_x)
 
     penalty = weight_penalty("gru", regularizer, ("w_x", "w_h"))
     return Layer(init_params, apply, backward, name=name, penalty=penalty)
