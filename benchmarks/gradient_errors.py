@@ -111,6 +111,13 @@ IMAGE_LAYERS = {
         lambda c, o, dt: nj.conv2d(c, o, 3, stride=2, padding="same", dtype=dt),
         False,
     ),
+    **{
+        f"conv2d 3x3 stride 2 same, impl={p!r}": (
+            lambda c, o, dt, p=p: nj.conv2d(c, o, 3, 2, "same", dtype=dt, impl=p),
+            False,
+        )
+        for p in ("patches", "shifted", "xla", "xla_forward")
+    },
     "max_pool 2": (lambda c, o, dt: nj.max_pool(2), False),
     "avg_pool 2": (lambda c, o, dt: nj.avg_pool(2), False),
     "flatten": (lambda c, o, dt: nj.flatten(), False),
@@ -132,45 +139,89 @@ def sequence_shapes(seed: int) -> tuple[int, int, int]:
     return int(b), int(t), 4 * int(f)
 
 
-def sequence_layer_error(make, tokens: bool, dtype, seed: int) -> float:
-    """`nj.backward` against ``jax.vjp`` of `nj.forward`; token ids are not differentiated."""
+def _tokens(b: int, t: int, f: int, dtype, key):
+    return jax.random.randint(key, (b, t), 0, 11, jnp.int32)
+
+
+def _sequence(b: int, t: int, f: int, dtype, key):
+    return jax.random.normal(key, (b, t, f), dtype)
+
+
+def _with_state(parts: int):
+    """``(x, h0)`` or ``(x, (h0, c0))`` for a hidden size of 6."""
+
+    def make(b: int, t: int, f: int, dtype, key):
+        kx, ks = jax.random.split(key)
+        states = tuple(jax.random.normal(ks, (parts, b, 6), dtype))
+        return _sequence(b, t, f, dtype, kx), states[0] if parts == 1 else states
+
+    return make
+
+
+def _with_mask(b: int, t: int, f: int, dtype, key):
+    """``(x, mask)``: sequence ``i`` has ``t − i`` real steps (at least one)."""
+    lengths = jnp.maximum(t - jnp.arange(b), 1)
+    return _sequence(b, t, f, dtype, key), jnp.arange(t)[None, :] < lengths[:, None]
+
+
+def sequence_layer_error(make, inputs, dtype, seed: int) -> float:
+    """`nj.backward` against ``jax.vjp`` of `nj.forward` in the floating inputs (token ids and
+    masks are not differentiated; a tuple input's other entries are)."""
     b, t, f = sequence_shapes(seed)
     layer = make(f, dtype)
     k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
     params = layer.init(k1)
-    if tokens:
-        x = jax.random.randint(k2, (b, t), 0, 11, jnp.int32)
-        y, vjp = jax.vjp(lambda p: layer.apply(p, x), params)
-    else:
-        x = jax.random.normal(k2, (b, t, f), dtype)
-        y, vjp = jax.vjp(layer.apply, params, x)
+    x = inputs(b, t, f, dtype, k2)
+    leaves, tree = jax.tree.flatten(x)
+    which = [i for i, a in enumerate(leaves) if jnp.issubdtype(a.dtype, jnp.floating)]
+
+    def forward(p, floating):
+        full = list(leaves)
+        for i, a in zip(which, floating):
+            full[i] = a
+        return layer.apply(p, jax.tree.unflatten(tree, full))
+
+    y, vjp = jax.vjp(forward, params, [leaves[i] for i in which])
     dy = jax.random.normal(k3, y.shape, dtype)
     grads, dx = layer.backward(params, x, dy)
-    return rel((grads,) if tokens else (grads, dx), vjp(dy))
+    got = jax.tree.leaves(dx, is_leaf=lambda v: v is None)
+    return rel((grads, [got[i] for i in which]), vjp(dy))
 
 
 SEQUENCE_LAYERS = {
-    "embedding(11, f)": (lambda f, dt: nj.embedding(11, f, dtype=dt), True),
-    "positional_embedding": (lambda f, dt: nj.positional_embedding(12, f, dtype=dt), False),
-    "layer_norm": (lambda f, dt: nj.layer_norm(f, dtype=dt), False),
-    "dense on a sequence": (lambda f, dt: nj.dense(f, 5, dtype=dt), False),
-    "lstm": (lambda f, dt: nj.lstm(f, 6, dtype=dt), False),
+    "embedding(11, f)": (lambda f, dt: nj.embedding(11, f, dtype=dt), _tokens),
+    "positional_embedding": (lambda f, dt: nj.positional_embedding(12, f, dtype=dt), _sequence),
+    "layer_norm": (lambda f, dt: nj.layer_norm(f, dtype=dt), _sequence),
+    "dense on a sequence": (lambda f, dt: nj.dense(f, 5, dtype=dt), _sequence),
+    "lstm": (lambda f, dt: nj.lstm(f, 6, dtype=dt), _sequence),
     "lstm (return_sequences)": (
         lambda f, dt: nj.lstm(f, 6, return_sequences=True, dtype=dt),
-        False,
+        _sequence,
     ),
-    "gru": (lambda f, dt: nj.gru(f, 6, dtype=dt), False),
-    "gru (return_sequences)": (lambda f, dt: nj.gru(f, 6, return_sequences=True, dtype=dt), False),
+    "lstm from (h0, c0)": (lambda f, dt: nj.lstm(f, 6, dtype=dt), _with_state(2)),
+    "gru": (lambda f, dt: nj.gru(f, 6, dtype=dt), _sequence),
+    "gru (return_sequences)": (
+        lambda f, dt: nj.gru(f, 6, return_sequences=True, dtype=dt),
+        _sequence,
+    ),
+    "gru from h0 (return_sequences)": (
+        lambda f, dt: nj.gru(f, 6, return_sequences=True, dtype=dt),
+        _with_state(1),
+    ),
     "multi_head_attention, 4 heads": (
         lambda f, dt: nj.multi_head_attention(f, 4, dtype=dt),
-        False,
+        _sequence,
     ),
     "multi_head_attention, 4 heads, causal": (
         lambda f, dt: nj.multi_head_attention(f, 4, causal=True, dtype=dt),
-        False,
+        _sequence,
     ),
-    "mean_over_time": (lambda f, dt: nj.mean_over_time(), False),
-    "last_over_time": (lambda f, dt: nj.last_over_time(), False),
+    "multi_head_attention, 4 heads, padding mask": (
+        lambda f, dt: nj.multi_head_attention(f, 4, dtype=dt),
+        _with_mask,
+    ),
+    "mean_over_time": (lambda f, dt: nj.mean_over_time(), _sequence),
+    "last_over_time": (lambda f, dt: nj.last_over_time(), _sequence),
 }
 LOSSES = {"cross_entropy": nj.cross_entropy, "mse": nj.mse, "softmax_mse": nj.softmax_mse}
 REGULARIZERS = {
@@ -188,8 +239,8 @@ def main() -> None:
         for n, (m, t) in IMAGE_LAYERS.items()
     ]
     rows += [
-        (f"layer {n}", lambda dt, s, m=m, t=t: sequence_layer_error(m, t, dt, s))
-        for n, (m, t) in SEQUENCE_LAYERS.items()
+        (f"layer {n}", lambda dt, s, m=m, i=i: sequence_layer_error(m, i, dt, s))
+        for n, (m, i) in SEQUENCE_LAYERS.items()
     ]
     rows += [(f"loss {n}", lambda dt, s, f=f: loss_error(f, dt, s)) for n, f in LOSSES.items()]
     rows += [
