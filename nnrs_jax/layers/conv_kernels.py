@@ -40,6 +40,7 @@ __all__ = [
     "candidates",
     "default_policy",
     "pad_input",
+    "scatter_windows",
     "window_views",
 ]
 
@@ -171,19 +172,32 @@ def grad_w_xla(x: jax.Array, grad_y: jax.Array, w_shape: tuple[int, ...], g: Geo
 # ----------------------------------------------------------------------------- grad_x
 
 
-def _place(parts: list[jax.Array], g: Geometry, size: tuple[int, int]) -> jax.Array:
-    """``Σ_ij place_ij(part_ij)`` on the padded grid, then the padding cut away: ``dx``."""
-    (_, kw), (sh, sw), ((pt, pb), (pl, pr)) = g.kernel, g.stride, g.pads
-    hp, wp = size[0] + pt + pb, size[1] + pl + pr
+def scatter_windows(
+    parts: list[jax.Array], kernel: tuple[int, int], stride: tuple[int, int], size: tuple[int, int]
+) -> jax.Array:
+    """The transpose of `window_views`: ``Σ_ij`` each part added back at its window offset.
+
+    ``parts`` are ``kh·kw`` arrays ``(batch, H', W', C)``, row-major in (i, j), on a grid of
+    ``size`` ``(H, W)``; each is placed with one ``lax.pad`` (interior zeros for the stride).
+    """
+    (_, kw), (sh, sw), (h, w) = kernel, stride, size
     zero = jnp.zeros((), parts[0].dtype)
     total = None
     for k, part in enumerate(parts):
         i, j = divmod(k, kw)
         ho, wo = part.shape[1], part.shape[2]
-        rows = (i, hp - i - sh * (ho - 1) - 1, sh - 1)
-        cols = (j, wp - j - sw * (wo - 1) - 1, sw - 1)
+        rows = (i, h - i - sh * (ho - 1) - 1, sh - 1)
+        cols = (j, w - j - sw * (wo - 1) - 1, sw - 1)
         placed = lax.pad(part, zero, ((0, 0, 0), rows, cols, (0, 0, 0)))
         total = placed if total is None else total + placed
+    return total
+
+
+def _place(parts: list[jax.Array], g: Geometry, size: tuple[int, int]) -> jax.Array:
+    """``Σ_ij place_ij(part_ij)`` on the padded grid, then the padding cut away: ``dx``."""
+    ((pt, pb), (pl, pr)) = g.pads
+    padded = (size[0] + pt + pb, size[1] + pl + pr)
+    total = scatter_windows(parts, g.kernel, g.stride, padded)
     return total[:, pt : pt + size[0], pl : pl + size[1], :]
 
 

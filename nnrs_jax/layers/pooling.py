@@ -6,7 +6,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from nnrs_jax.layers._checks import (
     check_grad_shape,
@@ -16,7 +15,7 @@ from nnrs_jax.layers._checks import (
     window_output_size,
 )
 from nnrs_jax.layers.base import Layer, layer_factory, no_params
-from nnrs_jax.layers.conv import window_views
+from nnrs_jax.layers.conv_kernels import scatter_windows, window_views
 
 __all__ = ["avg_pool", "max_pool"]
 
@@ -32,24 +31,6 @@ def _first_maxima(views: list[jax.Array], y: jax.Array) -> list[jax.Array]:
         masks.append(hit if taken is None else hit & ~taken)
         taken = hit if taken is None else taken | hit
     return masks
-
-
-def _scatter_windows(parts: list[jax.Array], window: Pair, stride: Pair, size: Pair) -> jax.Array:
-    """The transpose of `window_views`: ``Σ_ij`` each part added back at its window offset.
-
-    Each part is placed with one ``lax.pad`` (interior zeros for the stride).
-    """
-    (_, kw), (sh, sw), (h, w) = window, stride, size
-    zero = jnp.zeros((), parts[0].dtype)
-    total = None
-    for k, part in enumerate(parts):
-        i, j = divmod(k, kw)
-        ho, wo = part.shape[1], part.shape[2]
-        rows = (i, h - i - sh * (ho - 1) - 1, sh - 1)
-        cols = (j, w - j - sw * (wo - 1) - 1, sw - 1)
-        placed = lax.pad(part, zero, ((0, 0, 0), rows, cols, (0, 0, 0)))
-        total = placed if total is None else total + placed
-    return total
 
 
 def _tiles(x: jax.Array, window: Pair, out: Pair) -> jax.Array:
@@ -114,7 +95,7 @@ def _pool(kind: str, window: int | Pair, stride: int | Pair | None) -> Layer:
                 return (), _untile(jnp.stack(rows, axis=2), size)
             views = window_views(x, win, strides, out)
             parts = [jnp.where(m, grad_y, zero) for m in _first_maxima(views, y)]
-            return (), _scatter_windows(parts, win, strides, size)
+            return (), scatter_windows(parts, win, strides, size)
 
     else:
         scale = 1.0 / (kh * kw)
@@ -139,7 +120,7 @@ def _pool(kind: str, window: int | Pair, stride: int | Pair | None) -> Layer:
                     share[:, :, None, :, None, :], (b, out[0], kh, out[1], kw, c)
                 )
                 return (), _untile(tiles, size)
-            return (), _scatter_windows([share] * (kh * kw), win, strides, size)
+            return (), scatter_windows([share] * (kh * kw), win, strides, size)
 
     return Layer(no_params, apply, backward, name=name)
 
