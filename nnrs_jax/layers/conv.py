@@ -18,10 +18,10 @@ from nnrs_jax.layers._checks import (
     window_output_size,
 )
 from nnrs_jax.layers.base import Layer, layer_factory, weight_penalty
-from nnrs_jax.layers.conv_kernels import Geometry, window_views
+from nnrs_jax.layers.conv_kernels import Geometry
 from nnrs_jax.regularizers import Regularizer
 
-__all__ = ["Conv2dParams", "conv2d", "window_views"]
+__all__ = ["Conv2dParams", "conv2d"]
 
 POLICY_NAMES = tuple(conv_kernels.POLICIES)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -39,9 +40,14 @@ def tune_step(model: Layer, body: Body, ts: TrainState, x: Any, y: jax.Array, ro
     """
     if autotune.mode() == "fixed":
         return
-    xb = jax.tree.map(lambda a: a[:rows], x)
-    yb = y[:rows]
     example = jax.tree.map(lambda a: a[:1], x)
+
+    @functools.cache
+    def batch() -> tuple[Any, jax.Array]:
+        """The first ``rows`` examples, cut only when something is measured: most `fit` calls
+        (a model without ``impl="auto"`` layers, or with every site known) never need them,
+        and in full batch they are a copy of all of ``x``."""
+        return jax.tree.map(lambda a: a[:rows], x), y[:rows]
 
     def trace() -> None:
         jax.eval_shape(
@@ -57,13 +63,13 @@ def tune_step(model: Layer, body: Body, ts: TrainState, x: Any, y: jax.Array, ro
                 lambda t, _: advance(body, t, xb, yb, noise_key), t, None, length=STEPS
             )[0]
 
-        return jax.jit(steps).lower(ts, xb, yb)
+        return jax.jit(steps).lower(ts, *batch())
 
     def time_step(compiled: jax.stages.Compiled) -> float:
         calls, total = 0, 0.0
         while total < SAMPLE_S:
             start = time.perf_counter()
-            jax.block_until_ready(compiled(ts, xb, yb))
+            jax.block_until_ready(compiled(ts, *batch()))
             total += time.perf_counter() - start
             calls += 1
         return total / (calls * STEPS)
