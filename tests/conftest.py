@@ -54,6 +54,19 @@ FLOAT64_ONLY = frozenset(
     }
 )
 
+# Modules holding the longest tests (notebooks, documentation snippets that train, processes,
+# MNIST runs), run first, so that the workers of pytest-xdist do not finish on one of them alone.
+FIRST = (
+    "test_docs_site.py",
+    "test_notebooks.py",
+    "test_meshes.py",
+    "test_parallel.py",
+    "test_train.py",
+    "test_ranking_command.py",
+    "test_callbacks.py",
+    "test_cli.py",
+)
+
 PACKAGE = Path(__file__).resolve().parents[1] / "nnrs_jax"  # holds the docstring examples
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if "NNRS_JAX_DATA" not in os.environ and SHARED_DATA.is_dir():
@@ -94,6 +107,8 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))  # stable: order kept within
     if config.getoption("float32"):
         skip = pytest.mark.skip(reason="a float64 test (it runs without --float32)")
         for item in items:
