@@ -138,7 +138,7 @@ def mnist(
     Returns:
         ``(x, y)``: ``x`` float32 ``(N, 784)`` or ``(N, 28, 28, 1)`` equal to
         ``float32(pixel) / 255`` in ``[0, 1]``, ``y`` int32 ``(N,)`` in ``0..9``, as NumPy
-        arrays aligned to 64 bytes, so that on the CPU ``jax.device_put`` (and so `nj.fit`)
+        arrays aligned to 64 bytes, so that on the CPU ``jax.device_put`` (and so ``nj.fit``)
         uses them in place rather than copying the data set.
 
     Raises:
