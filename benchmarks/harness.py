@@ -75,8 +75,20 @@ def save_data(folder: Path, x: np.ndarray, y: np.ndarray) -> None:
 
 
 def load_data(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``x`` float32 ``(N, 784)`` in ``[0, 1]`` and ``y`` int32 ``(N,)``, as `save_data` wrote."""
-    return np.load(folder / "x.npy"), np.load(folder / "y.npy")
+    """``x`` float32 ``(N, 784)`` in ``[0, 1]`` and ``y`` int32 ``(N,)``, as `save_data` wrote.
+
+    Read into 64-byte aligned arrays, as ``nj.datasets.mnist`` returns them: JAX's CPU client
+    then takes them in place (``jax.device_put``), as PyTorch's ``torch.from_numpy`` does.
+    """
+    arrays = []
+    for name in ("x.npy", "y.npy"):
+        stored = np.load(folder / name, mmap_mode="r")
+        raw = np.empty(stored.nbytes + 64, np.uint8)
+        start = -raw.ctypes.data % 64
+        array = raw[start : start + stored.nbytes].view(stored.dtype).reshape(stored.shape)
+        array[...] = stored
+        arrays.append(array)
+    return arrays[0], arrays[1]
 
 
 def median_ms(laps: Sequence[float]) -> float:

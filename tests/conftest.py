@@ -3,7 +3,8 @@
 ``pytest`` runs with ``jax_enable_x64`` on, so that every hand-written backward pass is checked
 against ``jax.vjp`` / ``jax.grad`` in float64 (to 1e-10). ``pytest --float32`` runs with x64
 off — the library's default, what a user gets — the layer, loss, objective, optimizer, training
-and property tests (`FLOAT32_MODULES`) and the docstring examples of ``nnrs_jax``. There a test
+and property tests (`FLOAT32_MODULES`) and the docstring examples of ``nnrs_jax``; the float32
+cases of those modules (parameter id ``f32``) run only there. There a test
 is reported as skipped, since it belongs to the x64 run, when it asks for a float64 array (which
 JAX would silently truncate to float32), is marked ``@pytest.mark.float64`` or is listed in
 `FLOAT64_ONLY`. The docstring examples run only in the float32 run, since they show what a
@@ -115,10 +116,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if item.get_closest_marker("float64") or item.nodeid.split("[")[0] in FLOAT64_ONLY:
                 item.add_marker(skip)
         return
-    examples = [item for item in items if PACKAGE in item.path.parents]
-    if examples:
-        config.hook.pytest_deselected(items=examples)
-        items[:] = [item for item in items if PACKAGE not in item.path.parents]
+
+    # The docstring examples, and the float32 cases (id part "f32") of the modules the float32
+    # run covers: that run checks them with x64 off, as a user runs them. The float64 cases,
+    # and every float32 case of the other modules, run here.
+    def elsewhere(item: pytest.Item) -> bool:
+        if PACKAGE in item.path.parents:
+            return True
+        callspec = getattr(item, "callspec", None)
+        return (item.path.name in FLOAT32_MODULES and callspec is not None
+                and "f32" in callspec.id.split("-"))  # fmt: skip
+
+    moved = [item for item in items if elsewhere(item)]
+    if moved:
+        config.hook.pytest_deselected(items=moved)
+        items[:] = [item for item in items if not elsewhere(item)]
 
 
 @pytest.hookimpl(wrapper=True)
