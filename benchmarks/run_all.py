@@ -29,6 +29,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "mlp": ("The MLP workloads (`bench.py`)", ["bench.py", "--repeats", "3"], ["--quick"]),
     "cnn": ("The CNN epoch (`bench_cnn.py`)", ["bench_cnn.py", "--examples", "12800"],
             ["--quick"]),
+    "memory": ("The seed run's peak memory as a user runs it (`bench_memory.py`)",
+               ["bench_memory.py"], ["--repeats", "1", "--steps", "3"]),
     "vmap": ("8 models against one (`bench_vmap.py`)", ["bench_vmap.py", "--repeats", "9"],
              ["--quick"]),
     "fast": ("The fast recipe against its PyTorch twin (`bench_fast.py`)",

@@ -167,3 +167,24 @@ def test_optax_adam_trains_like_nj_adam(toy):
         for a, b in zip(jax.tree.leaves(ours.params), jax.tree.leaves(theirs.params))
     )
     assert diff < 1e-12, diff
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: nj.nadam(5e-4), lambda: nj.momentum(0.1), lambda: nj.rmsprop(1e-3),
+     lambda: nj.chain(nj.clip_by_global_norm(1.0), nj.adam(1e-3))],
+    ids=["nadam", "momentum", "rmsprop", "chain"],
+)  # fmt: skip
+def test_the_compiled_optimizer_init_equals_the_optimizers_own(make):
+    """`fit` and `TrainState.create` run ``optimizer.init`` as one compiled program (one per
+    equal optimizer); the state is the one ``optimizer.init`` gives op by op, leaf for leaf."""
+    from nnrs_jax.train.state import _compiled_opt_init
+
+    model, opt = noisy_model(), make()
+    ts = nj.TrainState.create(model, opt, jax.random.key(0))
+    want = opt.init(ts.params)
+    assert jax.tree.structure(ts.opt_state) == jax.tree.structure(want)
+    for got, expected in zip(jax.tree.leaves(ts.opt_state), jax.tree.leaves(want), strict=True):
+        assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert_trees_equal(ts.opt_state, want)
+    assert _compiled_opt_init(make()) is _compiled_opt_init(opt)  # equal optimizers share it

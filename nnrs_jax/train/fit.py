@@ -18,7 +18,7 @@ from nnrs_jax.metrics import evaluate as evaluate_report
 from nnrs_jax.optim import Optimizer
 from nnrs_jax.train.feed import Feed, Layout, OnDevice
 from nnrs_jax.train.loop import Callback, check_count, loop_settings, run_loop
-from nnrs_jax.train.state import FitResult, TrainState, check_key, init_params
+from nnrs_jax.train.state import FitResult, TrainState, check_key, init_opt_state, init_params
 from nnrs_jax.train.step import (
     Augment,
     MetricFn,
@@ -258,7 +258,8 @@ def _start(
     key = check_key(caller, key)
     start = _start_step(step, opt_state)
     params = init_params(model, key) if params is None else jax.tree.map(jnp.copy, params)
-    opt_state = optimizer.init(params) if opt_state is None else jax.tree.map(jnp.copy, opt_state)
+    opt_state = (init_opt_state(optimizer, params) if opt_state is None
+                 else jax.tree.map(jnp.copy, opt_state))  # fmt: skip
     state = model.init_state() if state is None else jax.tree.map(jnp.copy, state)
     return TrainState(params, state, opt_state, jnp.asarray(start, jnp.int32), jnp.copy(key))
 

@@ -26,6 +26,24 @@ def init_params(model: Layer, key: PRNGKey) -> Params:
     return _compiled_init(model)(run_keys(key)[0])
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled_opt_init(optimizer: Any) -> Any:
+    return jax.jit(optimizer.init)
+
+
+def init_opt_state(optimizer: Any, params: Params) -> OptState:
+    """``optimizer.init(params)`` as one compiled program, one per equal optimizer.
+
+    Op by op, each leaf's ``zeros_like`` would be a program of its own, and XLA keeps every
+    compiled program in memory; an optimizer that cannot be hashed is run op by op.
+    """
+    try:
+        init = _compiled_opt_init(optimizer)
+    except TypeError:
+        init = optimizer.init
+    return init(params)
+
+
 class TrainState(NamedTuple):
     """Everything a training run needs to continue: a pytree, the carry of the compiled loop.
 
@@ -69,7 +87,13 @@ class TrainState(NamedTuple):
         key = check_key(caller, key)
         if params is None:
             params = init_params(model, key)
-        return cls(params, model.init_state(), optimizer.init(params), jnp.int32(0), jnp.copy(key))
+        return cls(
+            params,
+            model.init_state(),
+            init_opt_state(optimizer, params),
+            jnp.int32(0),
+            jnp.copy(key),
+        )
 
 
 def check_key(caller: str, key: Any) -> PRNGKey:

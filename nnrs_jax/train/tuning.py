@@ -40,7 +40,8 @@ def tune_step(model: Layer, body: Body, ts: TrainState, x: Any, y: jax.Array, ro
     """
     if autotune.mode() == "fixed":
         return
-    example = jax.tree.map(lambda a: a[:1], x)
+    # Shapes only: slicing a row, like any op run eagerly, would compile a program of its own.
+    example = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1, *a.shape[1:]), a.dtype), x)
 
     @functools.cache
     def batch() -> tuple[Any, jax.Array]:
@@ -55,9 +56,9 @@ def tune_step(model: Layer, body: Body, ts: TrainState, x: Any, y: jax.Array, ro
             ts.params, ts.state, example,
         )  # fmt: skip
 
-    noise_key = run_keys(ts.key)[2]
-
     def lower_step() -> jax.stages.Lowered:
+        noise_key = run_keys(ts.key)[2]
+
         def steps(t: TrainState, xb: Any, yb: jax.Array) -> TrainState:
             return jax.lax.scan(
                 lambda t, _: advance(body, t, xb, yb, noise_key), t, None, length=STEPS
