@@ -35,10 +35,13 @@ def init_opt_state(optimizer: Any, params: Params) -> OptState:
     """``optimizer.init(params)`` as one compiled program, one per equal optimizer.
 
     Op by op, each leaf's ``zeros_like`` would be a program of its own, and XLA keeps every
-    compiled program in memory; an optimizer that cannot be hashed is run op by op.
+    compiled program in memory. Run op by op as before: an optimizer that cannot be hashed,
+    and parameters placed over several devices (a program over a mesh is traced inside it).
     """
+    one_device = all(isinstance(a, jax.Array) and len(a.sharding.device_set) == 1
+                     for a in jax.tree.leaves(params))  # fmt: skip
     try:
-        init = _compiled_opt_init(optimizer)
+        init = _compiled_opt_init(optimizer) if one_device else optimizer.init
     except TypeError:
         init = optimizer.init
     return init(params)
