@@ -25,19 +25,14 @@ TARGET_MIB = 800
 
 def worker(steps: int) -> dict[str, float]:
     import jax
+    from bench_nnrs_jax import _reference  # the seed's model and Nadam, as in bench.py
 
     import nnrs_jax as nj
 
     x, y = nj.datasets.mnist("train")
-    en = nj.elastic_net(1e-4, 1e-4)
-    model = nj.serial(
-        nj.dense(784, 64, init="he", regularizer=en), nj.elu(1.0),
-        nj.dense(64, 32, init="he", regularizer=en), nj.elu(1.0),
-        nj.dense(32, 16, init="he", regularizer=en), nj.elu(1.0),
-        nj.dense(16, 10, init="he", regularizer=en),
-    )  # fmt: skip
+    model, optimizer = _reference()
     start = time.perf_counter()
-    result = nj.fit(model, nj.cross_entropy, nj.nadam(5e-4), x, y, key=jax.random.key(0),
+    result = nj.fit(model, nj.cross_entropy, optimizer, x, y, key=jax.random.key(0),
                     steps=steps, progress=False)  # fmt: skip
     jax.block_until_ready(result.params)
     seconds = time.perf_counter() - start
