@@ -41,7 +41,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from harness import BATCH, WARM_EPOCHS, cpu_model, load_data, save_data, torch_epoch
+from harness import (
+    BATCH, WARM_EPOCHS, cpu_model, load_data, save_data, torch_device, torch_epoch,
+)  # fmt: skip
 
 ROWS = ("nnrs_jax", "torch", "flax_loop", "flax_scan")
 LR, B1, B2, EPS = 1e-3, 0.9, 0.999, 1e-8
@@ -153,10 +155,12 @@ def worker_torch(x: np.ndarray, y: np.ndarray) -> Result:
             # He normal, std √(2/fan_in), and zero biases, as nnrs_jax's init="he".
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             nn.init.zeros_(m.bias)
+    device = torch_device()
+    model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=LR, betas=(B1, B2), eps=EPS)
     # NCHW, PyTorch's own layout; the flatten order differs from NHWC's, the cost does not.
-    xt = torch.from_numpy(np.ascontiguousarray(x.reshape(-1, 1, 28, 28)))
-    yt = torch.from_numpy(y).long()
+    xt = torch.from_numpy(np.ascontiguousarray(x.reshape(-1, 1, 28, 28))).to(device)
+    yt = torch.from_numpy(y).long().to(device)
     n_batches = xt.shape[0] // BATCH
 
     def run_epoch(e: int) -> float:

@@ -1,4 +1,5 @@
-"""The PyTorch side of the benchmark: an eager training loop as a PyTorch user writes it."""
+"""The PyTorch side of the benchmark: an eager training loop as a PyTorch user writes it, on
+PyTorch's GPU when it sees one (``harness.torch_device``), else on the CPU."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from harness import B1, B2, BATCH, EPS, L1, L2, LR, WARM_EPOCHS, Settings, median_ms
+from harness import (
+    B1, B2, BATCH, EPS, L1, L2, LR, WARM_EPOCHS, Settings, median_ms, torch_device, torch_sync,
+)  # fmt: skip
 from torch import nn
 from torch.nn import functional as F
 
@@ -52,6 +55,7 @@ class _Trainer:
     def __init__(self) -> None:
         torch.set_num_threads(os.cpu_count() or 1)
         torch.manual_seed(0)
+        self.device = torch_device()
         self.model = nn.Sequential(
             nn.Linear(784, 64),
             nn.ELU(1.0),
@@ -67,6 +71,7 @@ class _Trainer:
                 # He normal, std √(2/fan_in), and zero biases, as nnrs_jax's dense(init="he").
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)
+        self.model.to(self.device)
         self.update = _nadam(list(self.model.parameters()))
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -82,6 +87,7 @@ class _Trainer:
         for _ in range(steps):
             lap = time.perf_counter()
             self.step(x, y)
+            torch_sync(self.device)
             laps.append(time.perf_counter() - lap)
         return median_ms(laps)
 
@@ -92,7 +98,8 @@ class _Trainer:
 
 def _tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     # cross_entropy wants int64 class indices.
-    return torch.from_numpy(x), torch.from_numpy(y).long()
+    device = torch_device()
+    return torch.from_numpy(x).to(device), torch.from_numpy(y).long().to(device)
 
 
 def full(x: np.ndarray, y: np.ndarray, settings: Settings) -> dict[str, float]:
@@ -118,7 +125,7 @@ def epoch(x: np.ndarray, y: np.ndarray, settings: Settings) -> dict[str, float]:
     times = []
     for _ in range(1 + WARM_EPOCHS):
         start = time.perf_counter()
-        order = torch.randperm(x.shape[0])
+        order = torch.randperm(x.shape[0], device=x.device)
         losses = []
         for i in range(n_batches):
             idx = order[i * BATCH : (i + 1) * BATCH]
@@ -141,5 +148,6 @@ def first_step(x: np.ndarray, y: np.ndarray, settings: Settings) -> dict[str, fl
     for _ in range(2):
         lap = time.perf_counter()
         trainer.step(x, y)
+        torch_sync(trainer.device)
         laps.append(time.perf_counter() - lap)
     return {"first_step_s": laps[0], "second_step_s": laps[1]}

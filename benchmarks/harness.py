@@ -119,14 +119,31 @@ def cpu_model() -> str:
     return f"{name} ({os.cpu_count()} cores; {', '.join(isa) or 'no listed vector extension'})"
 
 
+def torch_device():
+    """PyTorch's device in the benchmarks: its GPU when it sees one (a CUDA build on a machine
+    with a GPU, where JAX's default device is the GPU too), else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def torch_sync(device) -> None:
+    """Wait for ``device``'s queued work, so that a host clock read after it is honest."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def torch_epoch(model, opt, x, y, batch: int) -> float:
     """One shuffled PyTorch epoch as its users write it: ``randperm``, index, forward,
     cross-entropy, ``backward``, ``opt.step()``; the partial last batch dropped. Returns the
-    mean loss. PyTorch is imported here, so that other workers never load it."""
+    mean loss (read back, so the device's work is done). PyTorch is imported here, so that other
+    workers never load it."""
     import torch
     from torch.nn import functional as F
 
-    order = torch.randperm(x.shape[0])
+    order = torch.randperm(x.shape[0], device=x.device)
     losses = []
     for i in range(x.shape[0] // batch):
         idx = order[i * batch : (i + 1) * batch]
