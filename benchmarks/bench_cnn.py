@@ -41,9 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from harness import (
-    BATCH, WARM_EPOCHS, cpu_model, load_data, save_data, torch_device, torch_epoch,
-)  # fmt: skip
+from harness import BATCH, WARM_EPOCHS, cpu_model, load_data, save_data, torch_device, torch_epoch
 
 ROWS = ("nnrs_jax", "torch", "flax_loop", "flax_scan")
 LR, B1, B2, EPS = 1e-3, 0.9, 0.999, 1e-8

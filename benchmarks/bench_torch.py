@@ -10,8 +10,19 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from harness import (
-    B1, B2, BATCH, EPS, L1, L2, LR, WARM_EPOCHS, Settings, median_ms, torch_device, torch_sync,
-)  # fmt: skip
+    B1,
+    B2,
+    BATCH,
+    EPS,
+    L1,
+    L2,
+    LR,
+    WARM_EPOCHS,
+    Settings,
+    median_ms,
+    torch_device,
+    torch_sync,
+)
 from torch import nn
 from torch.nn import functional as F
 
