@@ -17,6 +17,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -43,12 +44,20 @@ def _model(name: str):
     )  # fmt: skip
 
 
+@functools.cache
+def _data() -> tuple:
+    """The training images, read once per worker: a timed lap holds the `fit` call alone."""
+    import nnrs_jax as nj
+
+    return nj.datasets.mnist("train", flatten=False, progress=False)
+
+
 def _fit(name: str, examples: int, epochs: int = 1):
     import jax
 
     import nnrs_jax as nj
 
-    x, y = nj.datasets.mnist("train", flatten=False, progress=False)
+    x, y = _data()
     return nj.fit(_model(name), nj.cross_entropy, nj.adam(1e-3), x[:examples], y[:examples],
                   key=jax.random.key(0), epochs=epochs, batch_size=BATCH[name],
                   progress=False)  # fmt: skip
@@ -82,6 +91,7 @@ def worker_measure(name: str, examples: int, epochs: int) -> dict:
 
     from nnrs_jax import autotune
 
+    _data()
     start = time.perf_counter()
     jax.block_until_ready(_fit(name, examples).params)
     seconds = time.perf_counter() - start
