@@ -11,6 +11,7 @@ import pytest
 from helpers import TOL, check_vmap_and_scan, rel_err
 
 import nnrs_jax as nj
+from nnrs_jax.layers import attention
 from nnrs_jax.layers.attention import AttentionParams, multi_head_attention
 
 # A multi-head case, time 1, and a single head (each causal and not, float64 and float32).
@@ -273,3 +274,32 @@ def test_bad_masks_name_the_layer(mask, error, match):
         layer.apply(params, (x, mask))
     with pytest.raises(TypeError, match=r"x must be an array or a pair \(x, mask\), got a tuple"):
         layer.apply(params, (x, mask, mask))
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_long_sequences_run_over_groups_of_examples(monkeypatch, causal):
+    """Past `GROUP_BYTES` per batch the attention runs over groups of examples (a lax.map):
+    the values are those of one call, and the backward still matches jax.vjp, with a mask."""
+    x, keep = _padded(41)  # (3, 6, 8): 4 real steps, 6, and padding alone
+    k_p, k_dy = jax.random.split(jax.random.key(42))
+    dy = jax.random.normal(k_dy, x.shape, x.dtype)
+
+    def run():
+        layer = multi_head_attention(8, 2, causal=causal, dtype=jnp.float64)  # traced afresh
+        params = layer.init(k_p)
+        lowered = jax.jit(layer.apply).lower(params, (x, keep)).as_text()
+        y = jax.jit(layer.apply)(params, (x, keep))
+        grads, (dx, _) = jax.jit(layer.backward)(params, (x, keep), dy)
+        return layer, params, lowered, y, grads, dx
+
+    _, _, whole_text, y, grads, dx = run()
+    # One example's (heads, time, time) scores: 2·6·6 float64 values, 576 bytes.
+    monkeypatch.setattr(attention, "GROUP_BYTES", 2 * 6 * 6 * 8)
+    layer, params, grouped_text, y_g, grads_g, dx_g = run()
+    assert "while" in grouped_text and "while" not in whole_text
+    np.testing.assert_allclose(y_g, y, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(dx_g, dx, rtol=1e-12, atol=1e-13)
+    for g, w in zip(grads_g, grads, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-13)
+    report = nj.check_layer(layer, (x, keep), params=params, key=jax.random.key(43))
+    assert report.ok, str(report)

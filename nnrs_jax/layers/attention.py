@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,15 +36,25 @@ class AttentionParams(NamedTuple):
     b_o: jax.Array
 
 
-class _Forward(NamedTuple):
-    """The forward pass's intermediates, kept for the backward pass."""
+GROUP_BYTES = 4 << 20
+"""The most bytes of one group's ``(examples, heads, time, time)`` arrays: the attention runs
+over groups of examples (a ``lax.map``) so that its score, weight and gradient arrays stay in
+the CPU's cache instead of streaming through memory. The recipe's short sequences fit in one
+group, and run without a loop (`benchmarks/RESULTS.md` has the measurements)."""
 
-    q: jax.Array  # (batch, time, heads, d)
-    k: jax.Array  # (batch, time, heads, d)
-    v: jax.Array  # (batch, time, heads, d)
-    p: jax.Array  # (batch, heads, time_q, time_k), the attention weights
-    o: jax.Array  # (batch, time, dim), the concatenated heads
-    y: jax.Array  # (batch, time, dim)
+
+def _by_groups(fn: Callable[..., Any], per_example: int, *arrays: jax.Array | None) -> Any:
+    """``fn(*arrays)``, computed over groups of examples (the leading axis) whose
+    ``per_example`` bytes together stay within `GROUP_BYTES`: the largest such divisor of the
+    batch, at least one example. Each example's result is the same as in one call."""
+    batch = arrays[0].shape[0]
+    fit = max(1, GROUP_BYTES // per_example)
+    size = max(e for e in range(1, min(batch, fit) + 1) if batch % e == 0)
+    if size == batch:
+        return fn(*arrays)
+    groups = jax.tree.map(lambda a: a.reshape(batch // size, size, *a.shape[1:]), arrays)
+    out = jax.lax.map(lambda a: fn(*a), groups)
+    return jax.tree.map(lambda a: a.reshape(batch, *a.shape[2:]), out)
 
 
 @layer_factory
@@ -80,7 +91,11 @@ def multi_head_attention(
     positions are computed like any other and mean nothing: mask them out of the loss or the
     pooling.
 
-    Backward, given ``dy = ∂L/∂y`` ``(batch, time, dim)``, recomputing the forward::
+    Backward, given ``dy = ∂L/∂y`` ``(batch, time, dim)``. The forward pass keeps ``O`` and
+    each row's softmax statistics (its maximum and ``1/Σ_j exp(S_ij − max)``) in one array,
+    which the backward pass reruns (XLA computes the two once in a training step); it then
+    recomputes ``P`` from ``Q``, ``K`` and those statistics, bit for bit, without the
+    reductions::
 
         dW_o = Σ_batch,time concat_heads(O)ᵀ·dy     db_o = Σ_batch,time dy
         dO = dy·W_oᵀ, split into heads
@@ -92,6 +107,12 @@ def multi_head_attention(
         dW_qkv = Σ_batch,time xᵀ·dqkv     db_qkv = Σ_batch,time dqkv     dx = dqkv·W_qkvᵀ
 
     With a mask, ``grad_x`` is the pair ``(dx, None)``: the mask gets no gradient.
+
+    Long sequences: where the batch's ``(batch, heads, time, time)`` arrays exceed
+    ``GROUP_BYTES`` (4 MiB), both passes run over groups of examples (a ``lax.map``), so that
+    each group's score, weight and gradient arrays stay in the CPU's cache (like
+    FlashAttention's blocks, Dao et al. 2022, with whole rows); each example's values are those
+    of one call.
 
     Reference: Vaswani et al. 2017, "Attention Is All You Need", sections 3.2.1 and 3.2.2.
 
@@ -180,7 +201,8 @@ def multi_head_attention(
                              f"got {tuple(keep.shape)}")  # fmt: skip
         return x, keep
 
-    def run(params: AttentionParams, x: jax.Array, keep: jax.Array | None) -> _Forward:
+    def project(params: AttentionParams, x: jax.Array) -> tuple[jax.Array, ...]:
+        """``Q, K, V``, each ``(batch, time, heads, d)``."""
         if x.dtype != params.w_qkv.dtype:
             raise TypeError(
                 f"{name}: x must have the dtype of the parameters {params.w_qkv.dtype}, "
@@ -189,47 +211,81 @@ def multi_head_attention(
         batch, time, _ = x.shape
         qkv = jnp.einsum("btd,de->bte", x, params.w_qkv) + params.b_qkv[None, None, :]
         qkv = qkv.reshape(batch, time, 3, heads, d)
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+
+    def scores(q: jax.Array, k: jax.Array, keep: jax.Array | None) -> jax.Array:
+        """``S = Q·Kᵀ/√d`` ``(batch, heads, time_q, time_k)``, masked."""
         s = jnp.einsum("bihc,bjhc->bhij", q, k) * scale
         if causal:
-            s = jnp.where(mask(time), s, -jnp.inf)
+            s = jnp.where(mask(q.shape[1]), s, -jnp.inf)
         if keep is not None:
             # The most negative finite value, not −∞: a query with no real key left (a whole
             # sequence of padding) then averages over every key instead of giving NaN.
             s = jnp.where(keep[:, None, None, :], s, jnp.finfo(s.dtype).min)
-        s_max = jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True))
-        e = jnp.exp(s - s_max)
-        p = e * (1 / jnp.sum(e, axis=-1, keepdims=True))
-        o = jnp.einsum("bhij,bjhc->bihc", p, v).reshape(batch, time, dim)
-        y = jnp.einsum("btd,de->bte", o, params.w_o) + params.b_o[None, None, :]
-        return _Forward(q, k, v, p, o, y)
+        return s
+
+    def attend(q: jax.Array, k: jax.Array, v: jax.Array, keep: jax.Array | None) -> jax.Array:
+        """``[O | m | r]`` ``(batch, time, heads, d + 2)``: ``O = P·V`` and each row's softmax
+        statistics, its maximum ``m`` and ``r = 1/Σ_j exp(S_ij − m_i)``, so that the backward
+        pass recomputes ``P = exp(S − m)·r`` bit for bit without the reductions. One array, so
+        that the forward pass and the one `backward` reruns are one computation for XLA."""
+        s = scores(q, k, keep)
+        m = jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True))
+        e = jnp.exp(s - m)
+        r = 1 / jnp.sum(e, axis=-1, keepdims=True)
+        o = jnp.einsum("bhij,bjhc->bihc", e * r, v)
+        stats = jnp.swapaxes(jnp.concatenate([m, r], axis=-1), 1, 2)  # (batch, time, heads, 2)
+        return jnp.concatenate([o, stats], axis=-1)
+
+    def attend_backward(
+        q: jax.Array,
+        k: jax.Array,
+        v: jax.Array,
+        keep: jax.Array | None,
+        out: jax.Array,
+        grad_o: jax.Array,
+    ) -> tuple[jax.Array, ...]:
+        """``dQ``, ``dK``, ``dV`` (each ``(batch, time, heads, d)``) given `attend`'s ``out``
+        and ``dO``."""
+        o, m, r = out[..., :d], out[..., d : d + 1], out[..., d + 1 :]
+        p = jnp.exp(scores(q, k, keep) - jnp.swapaxes(m, 1, 2)) * jnp.swapaxes(r, 1, 2)
+        grad_p = jnp.einsum("bihc,bjhc->bhij", grad_o, v)
+        grad_v = jnp.einsum("bhij,bihc->bjhc", p, grad_o)
+        # Σ_j dP_ij·P_ij = Σ_c dO_ic·O_ic per head (O = P·V): a sum over d, not over time.
+        row = jnp.einsum("bihc,bihc->bhi", grad_o, o)[..., None]
+        grad_s = p * (grad_p - row)
+        if causal:
+            grad_s = jnp.where(mask(q.shape[1]), grad_s, jnp.zeros_like(grad_s))
+        if keep is not None:  # the constant of a padded entry gets no gradient
+            grad_s = jnp.where(keep[:, None, None, :], grad_s, jnp.zeros_like(grad_s))
+        grad_q = jnp.einsum("bhij,bjhc->bihc", grad_s, k) * scale
+        grad_k = jnp.einsum("bhij,bihc->bjhc", grad_s, q) * scale
+        return grad_q, grad_k, grad_v
+
+    def by_groups(fn: Callable[..., Any], q: jax.Array, *rest: jax.Array | None) -> Any:
+        """``fn(q, *rest)`` over groups of examples: each example's ``(heads, time, time)``
+        arrays take ``heads·time²`` elements."""
+        return _by_groups(fn, heads * q.shape[1] ** 2 * q.dtype.itemsize, q, *rest)
 
     def apply(params: AttentionParams, x: jax.Array | tuple) -> jax.Array:
-        return run(params, *split(x)).y
+        x, keep = split(x)
+        q, k, v = project(params, x)
+        o = by_groups(attend, q, k, v, keep)[..., :d].reshape(x.shape)
+        return jnp.einsum("btd,de->bte", o, params.w_o) + params.b_o[None, None, :]
 
     def backward(
         params: AttentionParams, x: jax.Array | tuple, grad_y: jax.Array
     ) -> tuple[AttentionParams, jax.Array | tuple]:
         given = type(x) is tuple
         x, keep = split(x)
-        fwd = run(params, x, keep)
         check_grad_shape(name, grad_y, tuple(x.shape))
         batch, time, _ = x.shape
-        grad_w_o = jnp.einsum("btd,bte->de", fwd.o, grad_y)
+        q, k, v = project(params, x)
+        out = by_groups(attend, q, k, v, keep)
+        grad_w_o = jnp.einsum("btd,bte->de", out[..., :d].reshape(x.shape), grad_y)
         grad_b_o = jnp.sum(grad_y, axis=(0, 1))
         grad_o = jnp.einsum("bte,de->btd", grad_y, params.w_o).reshape(batch, time, heads, d)
-        grad_p = jnp.einsum("bihc,bjhc->bhij", grad_o, fwd.v)
-        grad_v = jnp.einsum("bhij,bihc->bjhc", fwd.p, grad_o)
-        # Σ_j dP_ij·P_ij = Σ_c dO_ic·O_ic per head (O = P·V): a sum over d, not over time.
-        heads_o = fwd.o.reshape(batch, time, heads, d)
-        row = jnp.einsum("bihc,bihc->bhi", grad_o, heads_o)[..., None]
-        grad_s = fwd.p * (grad_p - row)
-        if causal:
-            grad_s = jnp.where(mask(time), grad_s, jnp.zeros_like(grad_s))
-        if keep is not None:  # the constant of a padded entry gets no gradient
-            grad_s = jnp.where(keep[:, None, None, :], grad_s, jnp.zeros_like(grad_s))
-        grad_q = jnp.einsum("bhij,bjhc->bihc", grad_s, fwd.k) * scale
-        grad_k = jnp.einsum("bhij,bihc->bjhc", grad_s, fwd.q) * scale
+        grad_q, grad_k, grad_v = by_groups(attend_backward, q, k, v, keep, out, grad_o)
         grad_qkv = jnp.stack([grad_q, grad_k, grad_v], axis=2).reshape(batch, time, 3 * dim)
         grad_w_qkv = jnp.einsum("btd,bte->de", x, grad_qkv)
         grad_b_qkv = jnp.sum(grad_qkv, axis=(0, 1))
