@@ -46,7 +46,7 @@ group, and run without a loop (`benchmarks/RESULTS.md` has the measurements)."""
 def _by_groups(fn: Callable[..., Any], per_example: int, *arrays: jax.Array | None) -> Any:
     """``fn(*arrays)``, computed over groups of examples (the leading axis) whose
     ``per_example`` bytes together stay within `GROUP_BYTES`: the largest such divisor of the
-    batch, at least one example. Each example's result is the same as in one call."""
+    batch, at least one example. Each example's result is that of one call, up to rounding."""
     batch = arrays[0].shape[0]
     fit = max(1, GROUP_BYTES // per_example)
     size = max(e for e in range(1, min(batch, fit) + 1) if batch % e == 0)
@@ -94,7 +94,7 @@ def multi_head_attention(
     Backward, given ``dy = ∂L/∂y`` ``(batch, time, dim)``. The forward pass keeps ``O`` and
     each row's softmax statistics (its maximum and ``1/Σ_j exp(S_ij − max)``) in one array,
     which the backward pass reruns (XLA computes the two once in a training step); it then
-    recomputes ``P`` from ``Q``, ``K`` and those statistics, bit for bit, without the
+    recomputes ``P = exp(S − max)/Σ`` from ``Q``, ``K`` and those statistics, without the
     reductions::
 
         dW_o = Σ_batch,time concat_heads(O)ᵀ·dy     db_o = Σ_batch,time dy
@@ -111,8 +111,8 @@ def multi_head_attention(
     Long sequences: where the batch's ``(batch, heads, time, time)`` arrays exceed
     ``GROUP_BYTES`` (4 MiB), both passes run over groups of examples (a ``lax.map``), so that
     each group's score, weight and gradient arrays stay in the CPU's cache (like
-    FlashAttention's blocks, Dao et al. 2022, with whole rows); each example's values are those
-    of one call.
+    FlashAttention's blocks, Dao et al. 2022, with whole rows); each example gets the values
+    of one call, up to rounding.
 
     Reference: Vaswani et al. 2017, "Attention Is All You Need", sections 3.2.1 and 3.2.2.
 
@@ -227,7 +227,7 @@ def multi_head_attention(
     def attend(q: jax.Array, k: jax.Array, v: jax.Array, keep: jax.Array | None) -> jax.Array:
         """``[O | m | r]`` ``(batch, time, heads, d + 2)``: ``O = P·V`` and each row's softmax
         statistics, its maximum ``m`` and ``r = 1/Σ_j exp(S_ij − m_i)``, so that the backward
-        pass recomputes ``P = exp(S − m)·r`` bit for bit without the reductions. One array, so
+        pass recomputes ``P = exp(S − m)·r`` without the reductions. One array, so
         that the forward pass and the one `backward` reruns are one computation for XLA."""
         s = scores(q, k, keep)
         m = jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True))
