@@ -78,7 +78,9 @@ def load_data(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """``x`` float32 ``(N, 784)`` in ``[0, 1]`` and ``y`` int32 ``(N,)``, as `save_data` wrote.
 
     Read into 64-byte aligned arrays, as ``nj.datasets.mnist`` returns them: JAX's CPU client
-    then takes them in place (``jax.device_put``), as PyTorch's ``torch.from_numpy`` does.
+    then takes them in place (``jax.device_put``), as PyTorch's ``torch.from_numpy`` does. The
+    alignment is written here, not taken from ``nnrs_jax.datasets.idx``: the PyTorch workers
+    read their data with this function and never import JAX.
     """
     arrays = []
     for name in ("x.npy", "y.npy"):
