@@ -188,3 +188,16 @@ def test_the_compiled_optimizer_init_equals_the_optimizers_own(make):
         assert got.dtype == expected.dtype and got.shape == expected.shape
     assert_trees_equal(ts.opt_state, want)
     assert _compiled_opt_init(make()) is _compiled_opt_init(opt)  # equal optimizers share it
+
+
+@pytest.mark.parametrize("make", [noisy_model, nj.recipes.fast], ids=["noisy", "fast"])
+def test_the_compiled_init_equals_the_default_compilation_bit_for_bit(make):
+    """`fit` compiles ``model.init`` with `INIT_COMPILER_OPTIONS` on the CPU (a faster compile);
+    the parameters are those of ``jax.jit(model.init)`` with XLA's defaults, bit for bit."""
+    from nnrs_jax.train.state import _compiled_init, init_params, run_keys
+
+    model, key = make(), jax.random.key(7)
+    got = init_params(model, key)
+    want = jax.jit(model.init)(run_keys(key)[0])
+    assert_trees_equal(got, want)
+    assert _compiled_init(make()) is _compiled_init(model)  # equal models share it
