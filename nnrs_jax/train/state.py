@@ -27,13 +27,18 @@ so: there ``-O2`` ran slower."""
 
 @functools.lru_cache(maxsize=64)
 def _compiled_init(model: Layer) -> Any:
+    def init_on_run_key(key: PRNGKey) -> Params:
+        return model.init(run_keys(key)[0])
+
     options = INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
-    return jax.jit(model.init, compiler_options=options)
+    return jax.jit(init_on_run_key, compiler_options=options)
 
 
 def init_params(model: Layer, key: PRNGKey) -> Params:
-    """``model.init`` on the run's init key ``run_keys(key)[0]``; one compile per equal model."""
-    return _compiled_init(model)(run_keys(key)[0])
+    """``model.init`` on the run's init key ``run_keys(key)[0]``: one compiled program, the
+    key's split included (op by op, each of its few operations compiled a program of its own),
+    one per equal model."""
+    return _compiled_init(model)(key)
 
 
 @functools.lru_cache(maxsize=64)
