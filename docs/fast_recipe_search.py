@@ -52,6 +52,16 @@ CANDIDATES: tuple[Candidate, ...] = (
     Candidate("c16c32_b64_warm_shift1_e2", functools.partial(small_cnn, 16, 32, 128), 3e-3, 2,
               64, warmup=0.2, shift=1),
     Candidate("c8c16_b64_e3", functools.partial(small_cnn, 8, 16, 64), 2e-3, 3, 64),
+    Candidate("c12c24_b32_warm1_shift1_e2", functools.partial(small_cnn, 12, 24, 128), 2e-3, 2,
+              32, warmup=1, shift=1),
+    Candidate("c16c24_b32_warm1_shift1_e2", functools.partial(small_cnn, 16, 24, 128), 2e-3, 2,
+              32, warmup=1, shift=1),
+    Candidate("c8c16_b32_warm1_shift1_e2", functools.partial(small_cnn, 8, 16, 128), 2e-3, 2,
+              32, warmup=1, shift=1),
+    Candidate("c16c32_b64_warm1_shift1_e2", functools.partial(small_cnn, 16, 32, 128), 2e-3, 2,
+              64, warmup=1, shift=1),
+    Candidate("c16c32h64_b32_warm1_shift1_e2", functools.partial(small_cnn, 16, 32, 64), 2e-3,
+              2, 32, warmup=1, shift=1),
     Candidate("c24c48_b128_e2", functools.partial(small_cnn, 24, 48, 128), 3e-3, 2, 128),
 )  # fmt: skip
 
