@@ -19,10 +19,10 @@ OptState = Any
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 2}
 """XLA options of the compiled ``model.init`` on the CPU: LLVM at ``-O2`` rather than ``-O3``.
 
-The initializer runs once, and most of its program is the PRNG's unrolled hash: on a 2-core
-CPU ``-O3`` took 0.7–1.3 s to compile the recipes' initializers and ``-O2`` 0.4–0.8 s, for the
-same parameters bit for bit (``tests/test_train_state.py``). A training step is not compiled
-so: there ``-O2`` ran slower."""
+The initializer runs once, and most of its program is the PRNG's unrolled hash: on the 2-core
+Intel Xeon host of ``benchmarks/RESULTS.md`` ``-O3`` took 0.7–1.3 s to compile the recipes'
+initializers and ``-O2`` 0.4–0.8 s, for the same parameters bit for bit
+(``tests/test_train_state.py``). A training step is not compiled so: there ``-O2`` ran slower."""
 
 
 @functools.lru_cache(maxsize=64)
